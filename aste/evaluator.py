@@ -1,0 +1,117 @@
+"""Exact-match micro P/R/F1 on word spans.
+
+  aspect   (sentence, start, end)                 from the span classifier
+  opinion  (sentence, start, end)                 from the span classifier
+  entity   (sentence, start, end, type)           aspects and opinions together
+  pair     (sentence, aspect span, opinion span)  from predicted triplets, sentiment ignored
+  triplet  (sentence, aspect span, opinion span, sentiment)
+and triplet P/R/F1 per sentiment with gold support. Gold items are sets: a triplet listed twice in a
+file counts once (the reader counts such duplicates). Every sentence of the split is scored; a
+sentence with no prediction contributes its gold items to recall.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from .encoding import ASPECT, OPINION
+from .input_reader import ENTITY_TYPES, SENTIMENTS
+
+KINDS = ("aspect", "opinion", "entity", "pair", "triplet")
+
+
+def prf(n_pred: int, n_gold: int, n_correct: int) -> dict:
+    p = 100.0 * n_correct / n_pred if n_pred else 0.0
+    r = 100.0 * n_correct / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"p": p, "r": r, "f1": f, "n_pred": n_pred, "n_gold": n_gold, "n_correct": n_correct}
+
+
+def items_from_triplets(sid: int, triplets) -> dict[str, set]:
+    """triplets: iterable of (a0, a1, o0, o1, sentiment_id)."""
+    out = {k: set() for k in KINDS}
+    for a0, a1, o0, o1, s in triplets:
+        out["aspect"].add((sid, a0, a1))
+        out["opinion"].add((sid, o0, o1))
+        out["pair"].add((sid, a0, a1, o0, o1))
+        out["triplet"].add((sid, a0, a1, o0, o1, s))
+    out["entity"] = {(*x, ASPECT) for x in out["aspect"]} | {(*x, OPINION) for x in out["opinion"]}
+    return out
+
+
+def score(gold: dict[str, set], pred: dict[str, set]) -> dict:
+    metrics = {k: prf(len(pred[k]), len(gold[k]), len(pred[k] & gold[k])) for k in KINDS}
+    per = {}
+    for sid, name in enumerate(SENTIMENTS):
+        g = {t for t in gold["triplet"] if t[5] == sid}
+        p = {t for t in pred["triplet"] if t[5] == sid}
+        per[name] = prf(len(p), len(g), len(p & g))
+    metrics["triplet_by_sentiment"] = per
+    return metrics
+
+
+class Evaluator:
+    """Collects batched predictions for one dataset split and scores them against its gold."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.gold = {k: set() for k in KINDS}
+        for sid, enc in enumerate(dataset.encoded):
+            for k, v in items_from_triplets(sid, map(tuple, enc.gold_triplets.tolist())).items():
+                self.gold[k] |= v
+        self.pred = {k: set() for k in KINDS}
+        self.per_sentence: dict[int, dict] = defaultdict(lambda: {"triplets": [], "spans": []})
+        self.capped_sentences = 0
+
+    def add(self, batch_index: torch.Tensor, out: dict) -> None:
+        sids = batch_index.tolist()
+        for row, s, e, t, sc in zip(*(out["spans"].T.tolist()), out["span_types"].tolist(), out["span_scores"].tolist()):
+            sid = sids[row]
+            kind = "aspect" if t == ASPECT else "opinion"
+            self.pred[kind].add((sid, s, e))
+            self.pred["entity"].add((sid, s, e, t))
+            self.per_sentence[sid]["spans"].append((s, e, ENTITY_TYPES[t], sc))
+        for (row, a0, a1, o0, o1, senti), sc in zip(out["triplets"].tolist(), out["triplet_scores"].tolist()):
+            sid = sids[row]
+            self.pred["pair"].add((sid, a0, a1, o0, o1))
+            self.pred["triplet"].add((sid, a0, a1, o0, o1, senti))
+            self.per_sentence[sid]["triplets"].append((a0, a1, o0, o1, senti, sc))
+        self.capped_sentences += out["capped_sentences"]
+
+    def metrics(self) -> dict:
+        return score(self.gold, self.pred)
+
+    def prediction_records(self) -> list[dict]:
+        """One JSON-ready record per sentence: tokens, gold and predicted triplets as text and indices."""
+        records = []
+        for sid, (sentence, enc) in enumerate(zip(self.dataset.sentences, self.dataset.encoded)):
+            toks = sentence.tokens
+            pred = sorted(self.per_sentence[sid]["triplets"], key=lambda t: -t[5]) if sid in self.per_sentence else []
+            records.append({
+                "sentence": sid, "where": sentence.where, "tokens": toks,
+                "gold": [triplet_record(toks, *t) for t in enc.gold_triplets.tolist()],
+                "predicted": [triplet_record(toks, *t[:5], score=t[5]) for t in pred],
+            })
+        return records
+
+
+def triplet_record(tokens: list[str], a0: int, a1: int, o0: int, o1: int, senti: int, score: float | None = None) -> dict:
+    rec = {"aspect": " ".join(tokens[a0:a1]), "opinion": " ".join(tokens[o0:o1]), "sentiment": SENTIMENTS[senti],
+           "aspect_span": [a0, a1], "opinion_span": [o0, o1]}
+    if score is not None:
+        rec["score"] = round(float(score), 4)
+    return rec
+
+
+def format_metrics(m: dict) -> str:
+    return " ".join(f"{k} {m[k]['f1']:.2f}" for k in KINDS)
+
+
+def sentiment_table(m: dict) -> str:
+    lines = ["| sentiment | P | R | F1 | support |", "|---|---|---|---|---|"]
+    for name, v in m["triplet_by_sentiment"].items():
+        lines.append(f"| {name} | {v['p']:.2f} | {v['r']:.2f} | {v['f1']:.2f} | {v['n_gold']} |")
+    t = m["triplet"]
+    lines.append(f"| all | {t['p']:.2f} | {t['r']:.2f} | {t['f1']:.2f} | {t['n_gold']} |")
+    return "\n".join(lines)

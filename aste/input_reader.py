@@ -1,0 +1,259 @@
+"""Read ASTE data into `Sentence` objects.
+
+Two formats:
+  * D2E2S JSON (``<split>_dep_triple_polarity_result.json``): tokens, entities (end exclusive),
+    sentiments (head = target index, tail = opinion index), POS tags, UD dependencies (1-based).
+  * raw ASTE-V2 (``<split>_triplets.txt``): ``words####[([a..], [o..], 'POS'), ...]`` with
+    0-based inclusive word indices. Dependencies come from spaCy (see ``aste.parsing``).
+
+Every problem with an example raises `BadExample` naming the file and the sentence/line. With
+``on_bad_example="skip"`` the example is dropped instead and counted in `ReadReport`; nothing is
+dropped silently.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+SENTIMENTS = ("POS", "NEG", "NEU")  # index = class id of the pair classifier
+SENTIMENT_ALIASES = {"POS": "POS", "POSITIVE": "POS", "NEG": "NEG", "NEGATIVE": "NEG", "NEU": "NEU", "NEUTRAL": "NEU"}
+ENTITY_TYPES = ("none", "aspect", "opinion")  # index = class id of the span classifier
+
+
+class BadExample(ValueError):
+    """An example that cannot be used, with where it is and why (the message says both)."""
+
+    def __init__(self, where: str, reason: str, kind: str):
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason, self.kind = where, reason, kind
+
+
+@dataclass(frozen=True)
+class Triplet:
+    aspect: tuple[int, int]  # word span, end exclusive
+    opinion: tuple[int, int]
+    sentiment: str  # one of SENTIMENTS
+
+    def as_tuple(self) -> tuple:
+        return (*self.aspect, *self.opinion, self.sentiment)
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    triplets: list[Triplet]
+    heads: list[int] | None  # dependency head per word, 1-based, 0 = root; None = not parsed yet
+    where: str  # "file:line" or "file[#index]" for messages
+    orig_id: str | None = None
+    parse_mismatch: bool = False  # the file's parse did not match the words; re-parsed
+
+    @property
+    def aspects(self) -> set[tuple[int, int]]:
+        return {t.aspect for t in self.triplets}
+
+    @property
+    def opinions(self) -> set[tuple[int, int]]:
+        return {t.opinion for t in self.triplets}
+
+
+@dataclass
+class ReadReport:
+    """What a reader skipped or repaired, by kind; written to config.json and the log."""
+
+    skipped: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)  # first few messages, for the log
+
+    def add_skip(self, err: BadExample) -> None:
+        self.skipped[err.kind] += 1
+        if len(self.examples) < 20:
+            self.examples.append(str(err))
+        log.warning("skipped %s", err)
+
+    def to_dict(self) -> dict:
+        return {"skipped": dict(self.skipped), "notes": dict(self.notes), "skipped_examples": self.examples}
+
+
+def _check_span(where: str, start: int, end: int, n: int, what: str) -> tuple[int, int]:
+    if not (isinstance(start, int) and isinstance(end, int)):
+        raise BadExample(where, f"{what} span {start!r}..{end!r} is not made of integers", "bad_span")
+    if start < 0 or end < 0:
+        raise BadExample(where, f"{what} span {start}..{end} has a negative index "
+                         "(implicit aspects/opinions, written [-1], cannot be extracted by a span model)",
+                         "implicit" if -1 in (start, end) else "span_out_of_range")
+    if not (start < end <= n):
+        raise BadExample(where, f"{what} span [{start}, {end}) is out of range for a sentence of {n} words",
+                         "span_out_of_range")
+    return start, end
+
+
+def _check_tokens(where: str, tokens) -> list[str]:
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise BadExample(where, "'tokens' must be a list of strings", "malformed")
+    if not tokens:
+        raise BadExample(where, "empty sentence (no tokens)", "empty_sentence")
+    return tokens
+
+
+def _sentiment(where: str, label) -> str:
+    key = str(label).upper()
+    if key not in SENTIMENT_ALIASES:
+        raise BadExample(where, f"unknown sentiment label {label!r} (expected one of "
+                         f"{sorted(SENTIMENT_ALIASES)})", "bad_label")
+    return SENTIMENT_ALIASES[key]
+
+
+def _read_text(path: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path} (run `python scripts/get_data.py` to fill data/)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        line = open(path, "rb").read()[: e.start].count(b"\n") + 1
+        raise BadExample(f"{path}:{line}", f"not valid UTF-8 ({e.reason} at byte {e.start})", "encoding") from None
+
+
+def parse_d2e2s_item(item, where: str) -> Sentence:
+    if not isinstance(item, dict):
+        raise BadExample(where, "each sentence must be a JSON object", "malformed")
+    for key in ("tokens", "entities", "sentiments"):
+        if key not in item:
+            raise BadExample(where, f"missing key {key!r}", "malformed")
+    tokens = _check_tokens(where, item["tokens"])
+    n = len(tokens)
+    entities = []
+    for k, ent in enumerate(item["entities"]):
+        try:
+            etype, start, end = ent["type"], ent["start"], ent["end"]
+        except (TypeError, KeyError):
+            raise BadExample(where, f"entity #{k} must have type/start/end", "malformed") from None
+        if etype not in ("target", "opinion"):
+            raise BadExample(where, f"entity #{k} has unknown type {etype!r}", "bad_label")
+        entities.append((etype, _check_span(where, start, end, n, f"entity #{k}")))
+    triplets = []
+    for k, rel in enumerate(item["sentiments"]):
+        try:
+            head, tail, label = rel["head"], rel["tail"], rel["type"]
+        except (TypeError, KeyError):
+            raise BadExample(where, f"sentiment #{k} must have type/head/tail", "malformed") from None
+        if not (isinstance(head, int) and isinstance(tail, int) and 0 <= head < len(entities) and 0 <= tail < len(entities)):
+            raise BadExample(where, f"sentiment #{k} points to entity {head}/{tail}, but there are {len(entities)}",
+                             "span_out_of_range")
+        if entities[head][0] != "target" or entities[tail][0] != "opinion":
+            raise BadExample(where, f"sentiment #{k} must go from a target to an opinion", "malformed")
+        triplets.append(Triplet(entities[head][1], entities[tail][1], _sentiment(where, label)))
+    heads = None
+    parse_words = [p[0] for p in item["pos"]] if isinstance(item.get("pos"), list) else None
+    deps = item.get("dependency")
+    if deps is not None and (len(deps) != n or (parse_words is not None and parse_words != tokens)):
+        # The D2E2S parses of ~15% of sentences were made on another tokenisation (punctuation
+        # dropped, '8pm' split...), so their word indices do not match `tokens`. Such a parse is not
+        # used; the sentence is re-parsed on its own words (aste.parsing) and counted.
+        return Sentence(tokens, triplets, None, where, item.get("orig_id"), parse_mismatch=True)
+    if deps is not None:
+        heads = [0] * n
+        for k, dep in enumerate(deps):
+            try:
+                _rel, head, child = dep
+            except (TypeError, ValueError):
+                raise BadExample(where, f"dependency #{k} must be [relation, head, dependent]", "malformed") from None
+            if not (isinstance(head, int) and isinstance(child, int) and 0 <= head <= n and 1 <= child <= n):
+                raise BadExample(where, f"dependency #{k} ({head} -> {child}) is out of range for {n} words",
+                                 "span_out_of_range")
+            heads[child - 1] = head
+    return Sentence(tokens, triplets, heads, where, item.get("orig_id"))
+
+
+def read_d2e2s(path: str, on_bad_example: str = "error", report: ReadReport | None = None) -> list[Sentence]:
+    text = _read_text(path)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadExample(f"{path}:{e.lineno}", f"malformed JSON: {e.msg} (column {e.colno})", "malformed") from None
+    if not isinstance(items, list):
+        raise BadExample(path, "expected a JSON list of sentences", "malformed")
+    report = report if report is not None else ReadReport()
+    sentences = []
+    for i, item in enumerate(items):
+        oid = item.get("orig_id") if isinstance(item, dict) else None
+        where = f"{path}[sentence #{i}" + (f", orig_id {oid}]" if oid else "]")
+        try:
+            sentence = parse_d2e2s_item(item, where)
+            sentences.append(sentence)
+            if sentence.parse_mismatch:
+                report.notes["parse_on_other_tokenisation_reparsed"] += 1
+        except BadExample as err:
+            if on_bad_example != "skip":
+                raise
+            report.add_skip(err)
+    return sentences
+
+
+def parse_aste_line(line: str, where: str) -> Sentence:
+    if "####" not in line:
+        raise BadExample(where, "expected 'sentence####[triplets]' (no '####' separator)", "malformed")
+    text, _, labels = line.partition("####")
+    tokens = _check_tokens(where, text.split(" ") if text.strip() else [])
+    n = len(tokens)
+    try:
+        raw = ast.literal_eval(labels.strip())  # literals only: never eval()
+    except (ValueError, SyntaxError) as e:
+        raise BadExample(where, f"malformed triplet list {labels.strip()[:60]!r} ({e.__class__.__name__})",
+                         "malformed") from None
+    if not isinstance(raw, list):
+        raise BadExample(where, "the part after '####' must be a list of (aspect, opinion, sentiment)", "malformed")
+    triplets = []
+    for k, trip in enumerate(raw):
+        if not (isinstance(trip, (tuple, list)) and len(trip) == 3):
+            raise BadExample(where, f"triplet #{k} must be (aspect indices, opinion indices, sentiment)", "malformed")
+        spans = []
+        for what, idx in (("aspect", trip[0]), ("opinion", trip[1])):
+            if not (isinstance(idx, list) and idx and all(isinstance(i, int) for i in idx)):
+                raise BadExample(where, f"triplet #{k}: {what} must be a non-empty list of word indices", "malformed")
+            spans.append(_check_span(where, idx[0], idx[-1] + 1, n, f"triplet #{k} {what}"))
+        triplets.append(Triplet(spans[0], spans[1], _sentiment(where, trip[2])))
+    return Sentence(tokens, triplets, None, where)
+
+
+def read_aste(path: str, on_bad_example: str = "error", report: ReadReport | None = None) -> list[Sentence]:
+    text = _read_text(path)
+    report = report if report is not None else ReadReport()
+    sentences = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        where = f"{path}:{lineno}"
+        try:
+            if not line.strip():
+                if lineno == text.count("\n") + 1:  # the usual trailing newline
+                    continue
+                raise BadExample(where, "empty line", "empty_sentence")
+            sentences.append(parse_aste_line(line, where))
+        except BadExample as err:
+            if on_bad_example != "skip":
+                raise
+            report.add_skip(err)
+    return sentences
+
+
+def detect_format(path: str) -> str:
+    if path.endswith(".json"):
+        return "d2e2s"
+    if path.endswith(".txt"):
+        return "aste"
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = f.read(64).lstrip()
+    return "d2e2s" if head.startswith("[") else "aste"
+
+
+def read_sentences(path: str, data_format: str = "auto", on_bad_example: str = "error",
+                   report: ReadReport | None = None) -> list[Sentence]:
+    fmt = detect_format(path) if data_format == "auto" else data_format
+    reader = {"d2e2s": read_d2e2s, "aste": read_aste}[fmt]
+    return reader(path, on_bad_example, report)

@@ -1,0 +1,195 @@
+"""The D2E2S-style ASTE model.
+
+    subwords --encoder--> (B,S,D) --mean over each word's subwords--> words (B,W,D) --BiLSTM--> c (B,W,M)
+    c --syntactic GCN (dependency tree)--> h_syn      c --semantic GCN (attention graph)--> h_sem
+    fusion(words, h_syn, h_sem) (TIN | cross-attention | lightweight) --> self-attention + residual --> h
+    (words is projected to M when D != M)
+    spans: [max over h (sentence); max over span; width] -> none/aspect/opinion
+    pairs: [max over h between spans; aspect; opinion; widths] -> sigmoid(POS, NEG, NEU)
+
+M = 2 * hidden_dim (default hidden_dim = D / 2, so M = D).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aste.encoding import ASPECT, OPINION
+from aste.span_ops import RangeMax
+
+from .encoder import pool_subwords
+from .fusion import build_fusion, masked_lstm
+from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
+from .heads import PairClassifier, SpanClassifier
+
+
+@dataclass
+class ModelConfig:
+    encoder_dim: int
+    hidden_dim: int
+    lstm_layers: int = 2
+    gcn_layers: int = 2
+    attention_heads: int = 1
+    fusion: str = "tin"
+    cross_attention_heads: int | None = None
+    share_cross_attention_weights: bool = False
+    cross_attention_window: int = 0
+    enhanced_semgcn: bool = False
+    lstm_dropout: float = 0.5
+    gcn_dropout: float = 0.1
+    prop_drop: float = 0.1
+    attention_dropout: float = 0.1
+    size_embedding: int = 25
+    loss_weighting: str = "fixed"
+
+    @property
+    def width(self) -> int:
+        return 2 * self.hidden_dim
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall et al. (2018): loss = sum_i exp(-s_i) * L_i + s_i with learned log-variances s_i."""
+
+    def __init__(self, n: int = 2):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(n))
+
+    def forward(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        return sum(torch.exp(-s) * loss + s for s, loss in zip(self.log_vars, losses))
+
+
+class D2E2S(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        M = cfg.width
+        self.lstm = nn.LSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, batch_first=True, bidirectional=True,
+                            dropout=cfg.lstm_dropout if cfg.lstm_layers > 1 else 0.0)
+        self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
+        self.word_proj = nn.Identity() if cfg.encoder_dim == M else nn.Linear(cfg.encoder_dim, M)
+        self.syn_gcn = SyntacticGCN(M, cfg.gcn_layers, cfg.gcn_dropout)
+        semgcn = EnhancedSemanticGCN if cfg.enhanced_semgcn else SemanticGCN
+        self.sem_gcn = semgcn(M, cfg.attention_heads, cfg.gcn_layers, cfg.gcn_dropout)
+        self.fusion = build_fusion(cfg.fusion, M, cfg.cross_attention_heads, cfg.share_cross_attention_weights,
+                                   cfg.cross_attention_window, cfg.attention_dropout)
+        self.self_attention = nn.MultiheadAttention(M, cfg.attention_heads, dropout=cfg.attention_dropout,
+                                                    batch_first=True)
+        self.head_dropout = nn.Dropout(cfg.prop_drop)
+        self.span_head = SpanClassifier(M, cfg.size_embedding)
+        self.pair_head = PairClassifier(M, cfg.size_embedding)
+        self.loss_weights = UncertaintyWeighting(2) if cfg.loss_weighting == "uncertainty" else None
+
+    # ---- features -------------------------------------------------------------------------
+    def word_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder features per word (B, W, M) and the BiLSTM over them (B, W, M)."""
+        h = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        words = pool_subwords(h, batch["subword_word"], batch["word_mask"].shape[1])
+        context = self.lstm_dropout(masked_lstm(self.lstm, words, batch["word_mask"]))
+        return self.word_proj(words), context
+
+    def features(self, batch: dict) -> torch.Tensor:
+        mask = batch["word_mask"]
+        words, context = self.word_features(batch)
+        h_syn = self.syn_gcn(context, batch["dep_adj"], mask)
+        h_sem = self.sem_gcn(context, mask)
+        # As in D2E2S, the fusion's residual stream is the encoder's own features: the GCNs read the
+        # BiLSTM output, whose near-constant values at initialisation would otherwise starve the
+        # span classifier of token identity for the first epochs.
+        fused = self.fusion(words, h_syn, h_sem, mask)
+        att, _ = self.self_attention(fused, fused, fused, key_padding_mask=~mask, need_weights=False)
+        return (fused + att) * mask.unsqueeze(-1).to(fused.dtype)
+
+    def _span_inputs(self, batch: dict, h: torch.Tensor):
+        table = RangeMax(self.head_dropout(h))
+        rows = torch.arange(h.shape[0], device=h.device)
+        sentence_ctx = table.query(rows, torch.zeros_like(rows), batch["word_mask"].sum(1))
+        return table, sentence_ctx
+
+    # ---- training -------------------------------------------------------------------------
+    def forward(self, batch: dict):
+        """Logits for the sampled spans (N, 3) and sampled pairs (P, 3)."""
+        h = self.features(batch)
+        table, ctx = self._span_inputs(batch, h)
+        spans = batch["spans"]
+        span_logits, pooled, width = self.span_head(table, spans, ctx)
+        pair_logits = self.pair_head(table, spans, pooled, width, batch["pairs"])
+        return span_logits, pair_logits
+
+    def loss(self, batch: dict, span_logits: torch.Tensor, pair_logits: torch.Tensor,
+             span_norm: torch.Tensor | float | None = None, pair_norm: torch.Tensor | float | None = None):
+        """Span cross-entropy (mean over spans) + pair BCE (mean over sentiments and pairs).
+        span_norm / pair_norm replace the local counts in the means; distributed training passes the
+        global counts / world size so that every rank's loss adds up to the single-process loss."""
+        span_sum = F.cross_entropy(span_logits.float(), batch["span_labels"], reduction="sum")
+        # BCE averaged over the 3 sentiments (as D2E2S/SpERT): summing them tripled the pair loss and let
+        # it dominate the shared layers' gradients while span detection was the bottleneck
+        pair_sum = F.binary_cross_entropy_with_logits(pair_logits.float(), batch["pair_labels"],
+                                                      reduction="sum") / pair_logits.shape[-1]
+        span_loss = span_sum / (span_norm if span_norm is not None else max(span_logits.shape[0], 1))
+        pair_loss = pair_sum / (pair_norm if pair_norm is not None else max(pair_logits.shape[0], 1))
+        if self.loss_weights is not None:
+            total = self.loss_weights([span_loss, pair_loss])
+        else:
+            total = span_loss + pair_loss
+        return total, span_loss.detach(), pair_loss.detach()
+
+    # ---- inference ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, batch: dict, threshold: float, max_pairs: int) -> dict:
+        """Classify every candidate span, pair every predicted aspect with every predicted opinion of
+        the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
+        All tensor ops; returns tensors (on the model's device)."""
+        h = self.features(batch)
+        table, ctx = self._span_inputs(batch, h)
+        spans = batch["spans"]
+        span_logits, pooled, width = self.span_head(table, spans, ctx)
+        probs = span_logits.float().softmax(-1)
+        score, label = probs.max(-1)
+        pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
+        pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
+        senti_score, senti = pair_probs.max(-1) if pairs.shape[0] else (pair_probs.new_zeros(0), pairs.new_zeros(0))
+        keep = senti_score > threshold
+        pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
+        is_entity = label != 0
+        return {
+            "spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
+            "triplets": torch.cat([spans[pairs[:, 0]], spans[pairs[:, 1], 1:], senti.unsqueeze(1)], dim=1),
+            "triplet_scores": senti_score,
+            "capped_sentences": capped_rows,
+        }
+
+
+def enumerate_pairs(rows: torch.Tensor, label: torch.Tensor, score: torch.Tensor, batch_size: int,
+                    max_pairs: int) -> tuple[torch.Tensor, int]:
+    """All (aspect, opinion) index pairs within each batch row, vectorised.
+
+    rows: (N,) batch row of each span, non-decreasing; label: (N,) predicted type. A row with more
+    than max_pairs candidate pairs keeps the max_pairs with the highest aspect x opinion score.
+    Returns (P, 2) span indices and the number of rows where the cap applied."""
+    device = rows.device
+    aspects = torch.nonzero(label == ASPECT).squeeze(1)
+    opinions = torch.nonzero(label == OPINION).squeeze(1)
+    n_op = torch.bincount(rows[opinions], minlength=batch_size)
+    op_start = torch.cumsum(n_op, 0) - n_op
+    reps = n_op[rows[aspects]]  # each aspect pairs with every opinion of its row
+    a_idx = torch.repeat_interleave(aspects, reps)
+    offset = torch.arange(a_idx.shape[0], device=device) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+    o_idx = opinions[op_start[rows[a_idx]] + offset]
+    pairs = torch.stack([a_idx, o_idx], dim=1)
+    per_row = torch.bincount(rows[a_idx], minlength=batch_size)
+    capped = int((per_row > max_pairs).sum())
+    if capped:
+        pair_score = (score[a_idx] * score[o_idx]).double()
+        order = torch.argsort(rows[a_idx].double() * 2.0 - pair_score, stable=True)  # row asc, score desc
+        sorted_rows = rows[a_idx][order]
+        first = torch.cumsum(per_row, 0) - per_row
+        rank = torch.arange(order.shape[0], device=device) - first[sorted_rows]
+        pairs = pairs[order[rank < max_pairs]]
+    return pairs, capped

@@ -1,0 +1,110 @@
+"""Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
+
+    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 \
+        --comparison "Results/14res/cmp-*" --extra "Results/14res/negall-*" "Results/14res/aste-*"
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.summarize import load_run, summarize  # noqa: E402
+
+
+def epoch_table(run: dict) -> str:
+    lines = ["| epoch | loss | train s | dev s | test s | dev aspect | dev opinion | dev pair | dev triplet | "
+             "test aspect | test opinion | test pair | test triplet | peak RSS MB |", "|" + "---|" * 14]
+    best = run["cfg"]["summary"]["best_epoch"]
+    for r in run["history"]:
+        mark = " **(best dev)**" if r["epoch"] == best else ""
+        cells = [f"{r['epoch']}{mark}", f"{r['loss']:.4f}", f"{r['train_seconds']:.1f}", f"{r['dev_seconds']:.1f}",
+                 f"{r['test_seconds']:.1f}"]
+        cells += [f"{r[s][k]['f1']:.2f}" for s in ("dev", "test") for k in ("aspect", "opinion", "pair", "triplet")]
+        cells.append(f"{r['peak_rss_mb']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sentiment_table(m: dict) -> str:
+    lines = ["| sentiment | P | R | F1 | support |", "|---|---|---|---|---|"]
+    for name, v in m["triplet_by_sentiment"].items():
+        lines.append(f"| {name} | {v['p']:.2f} | {v['r']:.2f} | {v['f1']:.2f} | {v['n_gold']} |")
+    t = m["triplet"]
+    lines.append(f"| all | {t['p']:.2f} | {t['r']:.2f} | {t['f1']:.2f} | {t['n_gold']} |")
+    return "\n".join(lines)
+
+
+def runs_from(patterns: list[str]) -> list[dict]:
+    dirs = sorted({d for p in patterns for d in glob.glob(p) if os.path.isdir(d)})
+    return [r for r in map(load_run, dirs) if r is not None]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--core", required=True, help="the reference run folder")
+    ap.add_argument("--comparison", nargs="*", default=[], help="fusion comparison run folders (globs)")
+    ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
+    ap.add_argument("--sweep_summary", default="Results/summary.md")
+    ap.add_argument("--out", default="Results/README.md")
+    args = ap.parse_args(argv)
+    core = load_run(args.core)
+    if core is None:
+        raise SystemExit(f"{args.core} is not a finished run")
+    s, a = core["cfg"]["summary"], core["cfg"]["args"]
+    best = core["history"][s["best_epoch"] - 1]
+    cmd = (f"python train.py --dataset {a['dataset']} --pretrained_deberta_name {a['pretrained_deberta_name']} "
+           f"--epochs {a['epochs']} --seed {a['seed']}")
+    out = [
+        "# Results", "",
+        "Everything here is written by committed scripts from committed run files "
+        "(`scripts/results_readme.py`, `scripts/summarize.py`, `scripts/benchmark_*.py`); no number is typed by hand. "
+        "Test F1 is always taken at the epoch with the best **dev** triplet F1, over all test sentences and all gold "
+        "triplets.", "",
+        "## Reference run: 14res, offline encoder", "",
+        f"`{cmd}` (README flags otherwise), on {core['cfg']['device']} "
+        f"(2-core CPU machine, torch {core['cfg']['versions']['torch']}); run folder `{args.core}` "
+        "(`config.json`, `metrics.jsonl`, `test_predictions.jsonl` committed; the checkpoint is not).", "",
+        f"* **best dev epoch {s['best_epoch']}: dev triplet F1 {s['dev_triplet_f1']:.2f}, "
+        f"test triplet F1 {s['test_triplet_f1']:.2f}** (entity F1 {s['test_entity_f1']:.2f}; "
+        f"{best['test']['triplet']['n_gold']} gold test triplets)",
+        f"* best-on-test, for comparison with papers that report it: {s['best_on_test_for_comparison']['test_triplet_f1']:.2f} "
+        f"(epoch {s['best_on_test_for_comparison']['epoch']})",
+        f"* {s['mean_train_seconds_per_epoch']:.1f} s per training epoch, {s['mean_test_eval_seconds']:.2f} s per "
+        f"test-set evaluation (mean over epochs), peak RSS {s['peak_rss_mb']:.0f} MB",
+        f"* data report: {json.dumps(core['cfg']['data_report']['notes'])}", "",
+        epoch_table(core), "",
+        f"Test triplets by sentiment at the best dev epoch ({s['best_epoch']}):", "",
+        sentiment_table(best["test"]), "",
+    ]
+    comparison = runs_from(args.comparison)
+    if comparison:
+        table, _ = summarize(comparison)
+        out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
+                "Same seed and epochs as the reference run. Runs were made two at a time with one thread each "
+                "(`scripts/sweep.py --parallel 2`), so their seconds are slower than a run alone; compare them "
+                "with each other, and see `benchmarks/` for timings taken alone. One seed per cell: differences "
+                "under about one point are within seed noise.", "", table, ""]
+    extra = runs_from(args.extra)
+    if extra:
+        table, _ = summarize(extra)
+        out += ["## Other runs", "", table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
+    if os.path.exists(args.sweep_summary):
+        out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
+                f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]
+    bench = sorted(glob.glob(os.path.join(os.path.dirname(args.out), "benchmarks", "*.md")))
+    if bench:
+        out += ["## Benchmarks", ""] + [f"* [{os.path.basename(b)}]({os.path.relpath(b, os.path.dirname(args.out))})"
+                                         for b in bench] + [""]
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

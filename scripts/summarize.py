@@ -1,0 +1,141 @@
+"""Summarise finished runs: mean +- std over seeds per configuration, and per-epoch F1 curves.
+
+    python scripts/summarize.py Results/14res/sweep-* --out Results/summary.md --plot Results/summary.png
+    python scripts/summarize.py Results/14res/minilm-tin-seed42 --out -     # one run, to stdout
+
+A configuration is everything in config.json's args except seed, run_name and output paths. Test
+F1 is always the test score at the best-dev epoch (dev-selected); a column shows the epochs chosen.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+
+IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
+           "num_workers", "device", "eval_only", "checkpoint"}
+SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
+         ("use_enhanced_semgcn", "enh. SemGCN"), ("epochs", "epochs")]
+
+
+def load_run(run_dir: str) -> dict | None:
+    try:
+        cfg = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))
+        history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
+    except (OSError, json.JSONDecodeError):
+        return None
+    if "summary" not in cfg:
+        return None  # unfinished
+    return {"dir": run_dir, "cfg": cfg, "history": history}
+
+
+def config_key(args: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v)) for k, v in args.items() if k not in IGNORED and not k.endswith("_file")))
+
+
+def describe(args: dict) -> dict:
+    heads = args.get("cross_attention_heads")
+    if args["fusion"] == "tin":
+        heads = "-"
+    elif heads is None:
+        heads = 8 if args["fusion"] == "cross_attention" else 4
+    return {"dataset": args["dataset"], "fusion": args["fusion"], "heads": heads,
+            "enh. SemGCN": "yes" if args.get("use_enhanced_semgcn") else "no", "epochs": args["epochs"],
+            "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"]))}
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def summarize(runs: list[dict]) -> tuple[str, dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(config_key(r["cfg"]["args"]), []).append(r)
+    lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | epochs | seeds | test triplet F1 (dev-selected) | "
+             "test entity F1 | dev triplet F1 | best epochs | s / train epoch | s / test eval | peak RSS MB |",
+             "|" + "---|" * 14]
+    for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]["args"]).values())):
+        d = describe(rs[0]["cfg"]["args"])
+        sm = [r["cfg"]["summary"] for r in rs]
+        lines.append("| " + " | ".join([
+            d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], str(d["epochs"]),
+            ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs),
+            mean_std([s["test_triplet_f1"] for s in sm]), mean_std([s["test_entity_f1"] for s in sm]),
+            mean_std([s["dev_triplet_f1"] for s in sm]), ", ".join(str(s["best_epoch"]) for s in sm),
+            f"{statistics.mean(s['mean_train_seconds_per_epoch'] for s in sm):.1f}",
+            f"{statistics.mean(s['mean_test_eval_seconds'] for s in sm):.2f}",
+            f"{max(s['peak_rss_mb'] for s in sm):.0f}"]) + " |")
+    return "\n".join(lines), groups
+
+
+def plot(groups: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for i, (key, rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+        d = describe(rs[0]["cfg"]["args"])
+        label = f"{d['dataset']} {d['fusion']}" + (f" h{d['heads']}" if d["heads"] != "-" else "") + \
+                (" +enh" if d["enh. SemGCN"] == "yes" else "") + f" (n={len(rs)})"
+        color = f"C{i % 10}"
+        for ax, split in zip(axes, ("dev", "test")):
+            epochs = sorted({r["epoch"] for run in rs for r in run["history"]})
+            per_epoch = [[run["history"][e - 1][split]["triplet"]["f1"] for run in rs if len(run["history"]) >= e]
+                         for e in epochs]
+            mean = [statistics.mean(v) for v in per_epoch]
+            ax.plot(epochs, mean, color=color, label=label)
+            if len(rs) > 1:
+                sd = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_epoch]
+                ax.fill_between(epochs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
+                                color=color, alpha=0.15)
+    for ax, split in zip(axes, ("dev", "test")):
+        ax.set_title(f"{split} triplet F1 per epoch (mean ± std over seeds)")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("triplet F1")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="run folders (globs allowed)")
+    ap.add_argument("--out", default="Results/summary.md", help="markdown file, or - for stdout")
+    ap.add_argument("--plot", default=None, help="PNG of dev/test triplet F1 per epoch")
+    ap.add_argument("--title", default="Summary of runs")
+    args = ap.parse_args(argv)
+    dirs = sorted({d for pattern in args.runs for d in (glob.glob(pattern) or [pattern]) if os.path.isdir(d)})
+    runs = [r for r in map(load_run, dirs) if r is not None]
+    skipped = len(dirs) - len(runs)
+    if not runs:
+        print("no finished runs among: " + " ".join(args.runs), file=sys.stderr)
+        return 1
+    table, groups = summarize(runs)
+    devices = sorted({r["cfg"].get("device", "?") for r in runs})
+    text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
+            f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}. "
+            "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
+            + ", ".join(f"`{r['dir']}`" for r in runs) + "\n")
+    if args.plot:
+        plot(groups, args.plot)
+        text += f"\n![dev and test triplet F1 per epoch]({os.path.relpath(args.plot, os.path.dirname(args.out) or '.')})\n"
+    if args.out == "-":
+        print(text)
+    else:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The command line end to end with a tiny encoder: flags, run-folder outputs, eval-only, predict,
+reload in a fresh process, resume after SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TOY
+from Parameter import parse_args
+
+LONG = {"POS": "POSITIVE", "NEG": "NEGATIVE", "NEU": "NEUTRAL"}
+
+
+def toy_json(path, copies=1):
+    items = []
+    for _ in range(copies):
+        for text, trips in TOY:
+            tokens = text.split()
+            ents, sents = [], []
+            for a, o, s in trips:
+                ents += [{"type": "target", "start": a[0], "end": a[1]}, {"type": "opinion", "start": o[0], "end": o[1]}]
+                sents.append({"type": LONG[s], "head": len(ents) - 2, "tail": len(ents) - 1})
+            n = len(tokens)
+            dep = [["dep", i + 2, i + 1] for i in range(n - 1)] + [["ROOT", 0, n]]
+            items.append({"tokens": tokens, "entities": ents, "sentiments": sents,
+                          "pos": [[t, "X"] for t in tokens], "dependency": dep})
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toydata")
+    return {"train": toy_json(d / "train.json", copies=6), "dev": toy_json(d / "dev.json"),
+            "test": toy_json(d / "test.json")}
+
+
+def train_cmd(enc, files, out, *extra):
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", "toy", "--pretrained_deberta_name", enc,
+            "--train_file", files["train"], "--dev_file", files["dev"], "--test_file", files["test"],
+            "--results_dir", str(out), "--epochs", "3", "--batch_size", "4", "--task_lr", "3e-3", "--lr", "1e-3",
+            "--hidden_dim", "16", "--attention_heads", "2", "--device", "cpu", "--threads", "1", *extra]
+
+
+def run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, **kw)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--use_cross_attention", "--fusion", "lightweight"], "contradicts"),
+    (["--cross_attention_heads", "4"], "needs --fusion"),
+    (["--fusion", "tin", "--cross_attention_window", "3"], "need a cross-attention"),
+    (["--fusion", "lightweight", "--share_cross_attention_weights"], "one direction"),
+    (["--emb_dim", "768", "--deberta_feature_dim", "384"], "disagree"),
+    (["--neg_entity_count", "-5"], "neg_entity_count"),
+    (["--eval_only"], "needs --checkpoint"),
+    (["--amp", "bf16", "--device", "cpu"], "CUDA"),
+])
+def test_bad_flag_combinations_fail_before_building(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        parse_args(argv)
+
+
+def test_use_cross_attention_alias_and_default_heads():
+    args = parse_args(["--use_cross_attention"])
+    assert args.fusion == "cross_attention" and args.cross_attention_heads is None
+    assert parse_args([]).fusion == "tin"
+
+
+def test_heads_must_divide_width(tiny_bert_dir, toy_files, tmp_path):
+    cmd = train_cmd(tiny_bert_dir, toy_files, tmp_path, "--fusion", "cross_attention", "--cross_attention_heads", "5")
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode != 0 and "does not divide the model width 32" in res.stderr
+
+
+def metrics_lines(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        lines = [json.loads(x) for x in f]
+    for r in lines:  # timings and memory differ between runs; everything else must not
+        for k in ("train_seconds", "sentences_per_second", "dev_seconds", "test_seconds", "peak_rss_mb",
+                  "children_peak_rss_mb"):
+            r.pop(k)
+    return lines
+
+
+def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tmp_path):
+    res = run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "r"))
+    run_dir = os.path.join(tmp_path, "toy", "r")
+    for name in ("config.json", "metrics.jsonl", "best.safetensors", "test_predictions.jsonl", "encoder"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert not os.path.exists(os.path.join(run_dir, "state.pt"))  # removed once the run finished
+    cfg = json.load(open(os.path.join(run_dir, "config.json")))
+    assert cfg["args"]["fusion"] == "tin" and cfg["parameters"]["fusion"] > 0 and cfg["summary"]["best_epoch"] >= 1
+    assert "RESULT" in res.stdout and "best-on-test, for comparison" in res.stdout
+    lines = metrics_lines(run_dir)
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    best = cfg["summary"]["best_epoch"]
+    assert lines[best - 1]["dev"]["triplet"]["f1"] == max(r["dev"]["triplet"]["f1"] for r in lines)
+    assert cfg["summary"]["test_triplet_f1"] == lines[best - 1]["test"]["triplet"]["f1"]
+    preds = [json.loads(x) for x in open(os.path.join(run_dir, "test_predictions.jsonl"))]
+    assert len(preds) == len(TOY) and all({"tokens", "gold", "predicted"} <= set(p) for p in preds)
+
+    # eval-only in a fresh process reproduces the best epoch's test metrics
+    run([sys.executable, "train.py", "--eval_only", "--checkpoint", run_dir, "--test_file", toy_files["test"],
+         "--device", "cpu"])
+    ev = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
+    assert ev["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
+
+    # predict on sentences that appear in no dataset, twice in fresh processes: identical output
+    new = tmp_path / "new.txt"
+    new.write_text("The ramen was rich but the waiter seemed bored .\n\n"
+                   "Lovely terrace , awful coffee .\n"
+                   '{"tokens": ["Cheap", "beer", "."]}\n'
+                   "The soup was cold .####[([1], [3], 'NEG')]\n", encoding="utf-8")
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"pred{k}.jsonl"
+        run([sys.executable, "predict.py", "--checkpoint", run_dir, "--input", str(new), "--output", str(out),
+             "--device", "cpu"])
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+    recs = [json.loads(x) for x in outs[0].splitlines()]
+    assert [r["line"] for r in recs] == [1, 3, 4, 5]
+    assert recs[0]["tokens"][:3] == ["The", "ramen", "was"] and recs[2]["tokens"] == ["Cheap", "beer", "."]
+    assert recs[3]["gold"][0]["aspect"] == "soup"
+    for r in recs:
+        for t in r["triplets"]:
+            assert t["sentiment"] in ("POS", "NEG", "NEU") and 0 <= t["aspect_span"][0] < t["aspect_span"][1] <= len(r["tokens"])
+            assert t["aspect"] == " ".join(r["tokens"][t["aspect_span"][0]:t["aspect_span"][1]]) and 0 < t["score"] <= 1
+
+
+def test_resume_after_sigkill_gives_identical_metrics(tiny_bert_dir, toy_files, tmp_path):
+    extra = ("--epochs", "4", "--no_checkpoint")
+    run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "straight", *extra))
+    cmd = train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "killed", *extra)
+    run_dir = os.path.join(tmp_path, "toy", "killed")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once epoch 2 is under way (epoch 1 saved)
+        if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) and open(os.path.join(run_dir, "metrics.jsonl")).read().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = open(os.path.join(run_dir, "metrics.jsonl")).read().count("\n")
+    assert done < 4, "the run finished before it could be killed; make epochs longer"
+    run(cmd + ["--resume"])
+    assert metrics_lines(run_dir) == metrics_lines(os.path.join(tmp_path, "toy", "straight"))
+
+
+def test_two_process_gloo_matches_one_process(tiny_bert_dir, toy_files, tmp_path):
+    """torchrun --nproc_per_node=2 on CPU (gloo) with the same global batch gives the same metrics.
+    All dropout is off (the tiny encoder's too), so both runs compute the same function."""
+    from transformers import AutoConfig
+    import shutil
+
+    enc = tmp_path / "enc_nodrop"
+    shutil.copytree(tiny_bert_dir, enc)
+    cfg = AutoConfig.from_pretrained(enc)
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
+    cfg.save_pretrained(enc)
+    nodrop = ("--drop_out_rate", "0", "--gcn_dropout", "0", "--prop_drop", "0", "--attention_dropout", "0",
+              "--no_checkpoint", "--batch_size", "8", "--epochs", "2")
+    run(train_cmd(str(enc), toy_files, tmp_path, "--run_name", "one", *nodrop))
+    cmd = train_cmd(str(enc), toy_files, tmp_path, "--run_name", "two", *nodrop)
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"] + cmd[1:],
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    one = metrics_lines(os.path.join(tmp_path, "toy", "one"))
+    two = metrics_lines(os.path.join(tmp_path, "toy", "two"))
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two):
+        assert a["dev"] == b["dev"] and a["test"] == b["test"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+def test_sweep_skips_finished_and_summarize_writes_table_and_plot(tiny_bert_dir, toy_files, tmp_path):
+    results = tmp_path / "res"
+    sweep = [sys.executable, "scripts/sweep.py", "--datasets", "toy", "--fusions", "tin", "lightweight",
+             "--seeds", "1", "2", "--name", "t", "--results_dir", str(results), "--parallel", "2",
+             "--summary", str(tmp_path / "summary.md"), "--plot", str(tmp_path / "summary.png"), "--"]
+    extra = ["--pretrained_deberta_name", tiny_bert_dir, "--train_file", toy_files["train"], "--dev_file",
+             toy_files["dev"], "--test_file", toy_files["test"], "--epochs", "1", "--batch_size", "4",
+             "--hidden_dim", "16", "--attention_heads", "2", "--device", "cpu",
+             "--no_checkpoint"]
+    res = run(sweep + extra)
+    assert res.stdout.count("ok toy/") == 4, res.stdout
+    table = (tmp_path / "summary.md").read_text()
+    assert "| toy | tiny_bert" in table and "1, 2" in table and "±" in table
+    assert (tmp_path / "summary.png").stat().st_size > 1000
+    again = run(sweep + extra)
+    assert again.stdout.count("done ") == 4 and "ok toy/" not in again.stdout
+
+
+def test_resume_refuses_changed_flags(tmp_path):
+    from train import check_same_flags
+
+    args = parse_args(["--epochs", "5", "--lr", "1e-4"])
+    (tmp_path / "config.json").write_text(json.dumps({"args": vars(args)}))
+    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "1e-4", "--resume", "--threads", "2"]))
+    with pytest.raises(SystemExit, match=r"--lr was 0.0001, now 5e-05"):
+        check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--resume"]))
