@@ -16,6 +16,7 @@ import torch
 
 from aste import checkpoint as ckpt
 from aste import trainer as T
+from aste.encoding import encoder_max_length
 from aste.evaluator import format_metrics, sentiment_table
 from aste.input_reader import ReadReport
 from models.d2e2s import D2E2S, ModelConfig
@@ -48,7 +49,7 @@ def eval_only(args) -> None:
     report = ReadReport()
     path = args.test_file or T.split_paths(args)["test"]
     data = T.make_dataset(T.load_split(path, args, report), tokenizer, args, False, report,
-                          T.encoder_max_length(tokenizer, model.encoder.config))
+                          encoder_max_length(tokenizer, model.encoder.config))
     evaluator = T.evaluate(model, T.make_loader(data, args, False, device), args, device, desc="test")
     m = evaluator.metrics()
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
@@ -119,7 +120,7 @@ def main(argv=None) -> dict | None:
 
     # ---- data ----------------------------------------------------------------------------------
     tokenizer = load_tokenizer(args.pretrained_deberta_name)
-    max_length = T.encoder_max_length(tokenizer, enc_config)
+    max_length = encoder_max_length(tokenizer, enc_config)
     report = ReadReport()
     paths = T.split_paths(args)
     data = {}

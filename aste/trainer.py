@@ -12,9 +12,8 @@ Model selection uses dev triplet F1 only; test is reported at that epoch.
 """
 from __future__ import annotations
 
-import json
+import functools
 import logging
-import math
 import os
 import platform
 import random
@@ -29,11 +28,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.d2e2s import D2E2S, ModelConfig
-from models.encoder import load_config, load_encoder, load_tokenizer
 
-from . import checkpoint as ckpt
-from .encoding import encoder_max_length
-from .evaluator import Evaluator, format_metrics, sentiment_table
+from .evaluator import Evaluator
 from .input_reader import ReadReport, read_sentences
 from .parsing import add_parses
 from .sampling import ASTEDataset, LengthBucketSampler, ShuffledBatchSampler, collate
@@ -199,7 +195,7 @@ def make_loader(dataset: ASTEDataset, args, train: bool, device: torch.device,
     else:  # evaluation: sorted by length, every sentence exactly once, no batch dropped
         sampler = LengthBucketSampler(dataset.lengths(), args.batch_size, shuffle=False)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=args.num_workers,
-                      collate_fn=lambda items: collate(items, dataset.pad_id),
+                      collate_fn=functools.partial(collate, pad_id=dataset.pad_id),  # picklable for workers
                       pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0)
 
 

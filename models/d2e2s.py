@@ -106,7 +106,7 @@ class D2E2S(nn.Module):
         att, _ = self.self_attention(fused, fused, fused, key_padding_mask=~mask, need_weights=False)
         return (fused + att) * mask.unsqueeze(-1).to(fused.dtype)
 
-    def _span_inputs(self, batch: dict, h: torch.Tensor):
+    def span_inputs(self, batch: dict, h: torch.Tensor):
         table = RangeMax(self.head_dropout(h))
         rows = torch.arange(h.shape[0], device=h.device)
         sentence_ctx = table.query(rows, torch.zeros_like(rows), batch["word_mask"].sum(1))
@@ -116,7 +116,7 @@ class D2E2S(nn.Module):
     def forward(self, batch: dict):
         """Logits for the sampled spans (N, 3) and sampled pairs (P, 3)."""
         h = self.features(batch)
-        table, ctx = self._span_inputs(batch, h)
+        table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         pair_logits = self.pair_head(table, spans, pooled, width, batch["pairs"])
@@ -147,7 +147,7 @@ class D2E2S(nn.Module):
         the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
         All tensor ops; returns tensors (on the model's device)."""
         h = self.features(batch)
-        table, ctx = self._span_inputs(batch, h)
+        table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         probs = span_logits.float().softmax(-1)

@@ -141,7 +141,7 @@ def whole_step_rows(device, repeats, batches):
                 opt.zero_grad(set_to_none=True)
             times.append(median_time(step, device, repeats, warmup=1))
         rows.append((label, statistics.median(times), sum(p.numel() for p in model.parameters())))
-        del model, opt, encoder
+
     return enc_name, rows
 
 

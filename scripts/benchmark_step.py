@@ -24,10 +24,9 @@ from aste.evaluator import Evaluator  # noqa: E402
 from aste.input_reader import read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
 from aste.sampling import ASTEDataset, LengthBucketSampler, collate  # noqa: E402
-from aste.span_ops import RangeMax  # noqa: E402
 from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
-from models.encoder import load_config, load_encoder, load_tokenizer, pool_subwords  # noqa: E402
+from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
 from models.fusion import masked_lstm  # noqa: E402
 
 
@@ -154,12 +153,12 @@ def main(argv=None):
             rows["self_attention"].append(timed(fwd_bwd(lambda f: model.self_attention(f, f, f, key_padding_mask=~mask, need_weights=False)[0], fused), device, args.repeats))
 
             def span_stage(f):
-                table, sc = model._span_inputs(batch, f)
+                table, sc = model.span_inputs(batch, f)
                 return model.span_head(table, batch["spans"], sc)[0]
             rows["span_head"].append(timed(fwd_bwd(span_stage, feats), device, args.repeats))
 
             def pair_stage(f):
-                table, sc = model._span_inputs(batch, f)
+                table, sc = model.span_inputs(batch, f)
                 _, pooled, width = model.span_head(table, batch["spans"], sc)
                 return model.pair_head(table, batch["spans"], pooled, width, batch["pairs"])
             rows["pair_head"].append(timed(fwd_bwd(pair_stage, feats), device, args.repeats))
@@ -189,7 +188,7 @@ def main(argv=None):
         with torch.no_grad():
             for b in eval_batches:
                 feats = model.features(b)
-                table, sc = model._span_inputs(b, feats)
+                table, sc = model.span_inputs(b, feats)
                 logits = model.span_head(table, b["spans"], sc)[0]
                 score, label = logits.softmax(-1).max(-1)
                 enumerate_pairs(b["spans"][:, 0], label, score, feats.shape[0], 1000)

@@ -22,3 +22,33 @@ def batch_of(sentences, tokenizer, train: bool, neg: int = 10, max_span_size: in
                      neg_triple_count=neg, seed=0)
     ds.set_epoch(epoch)
     return collate([ds[i] for i in range(len(ds))], ds.pad_id), ds
+
+
+FUSION_VARIANTS = [
+    ("tin", {}), ("cross_attention", {"heads": 8}), ("cross_attention", {"heads": 4}), ("lightweight", {}),
+    ("cross_attention", {"heads": 4, "share_weights": True}), ("cross_attention", {"heads": 4, "window": 2}),
+    ("lightweight", {"window": 3}),
+]
+
+
+def padded_pair(B, W, D, pad, seed=0):
+    """Inputs of B sentences of lengths 1..W, and the same inputs with `pad` extra padding positions
+    holding garbage."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, W + 1, (B,), generator=g)
+    lengths[0] = W
+    mask = torch.arange(W)[None] < lengths[:, None]
+    xs = [torch.randn(B, W, D, generator=g) for _ in range(3)]
+    adj = (torch.rand(B, W, W, generator=g) > 0.7).float()
+    adj = ((adj + adj.transpose(1, 2) + torch.eye(W)) > 0).float() * (mask[:, :, None] & mask[:, None, :])
+
+    def pad_t(t, value):
+        shape = list(t.shape)
+        shape[1] = pad
+        return torch.cat([t, torch.full(shape, value, dtype=t.dtype)], 1)
+
+    mask_p = pad_t(mask, False)
+    xs_p = [pad_t(x, 7.0) for x in xs]
+    adj_p = torch.zeros(B, W + pad, W + pad)
+    adj_p[:, :W, :W] = adj
+    return (xs, adj, mask), (xs_p, adj_p, mask_p)

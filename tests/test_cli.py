@@ -90,8 +90,9 @@ def metrics_lines(run_dir):
 
 
 def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tmp_path):
-    res = run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "r"))
+    res = run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "r", "--tensorboard"))
     run_dir = os.path.join(tmp_path, "toy", "r")
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(run_dir, "tensorboard")))
     for name in ("config.json", "metrics.jsonl", "best.safetensors", "test_predictions.jsonl", "encoder"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert not os.path.exists(os.path.join(run_dir, "state.pt"))  # removed once the run finished

@@ -63,3 +63,46 @@ def test_deberta_v3_architecture_full_train_step(tiny_deberta_dir):
     assert any(n.startswith("encoder.") for n in changed) and any(n.startswith("fusion.") for n in changed)
     m = evaluate(model, tok, toy_sentences())
     assert 0.0 <= m["triplet"]["f1"] <= 100.0
+
+
+def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
+    from functools import partial
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader
+
+    from aste import trainer as T
+    from aste.sampling import ASTEDataset, LengthBucketSampler, collate
+
+    model, tok = tiny_model(tiny_bert_dir)
+    ds = ASTEDataset(toy_sentences(), tok, max_span_size=4, train=True)
+    ds.set_epoch(1)
+    loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
+                        collate_fn=partial(collate, pad_id=ds.pad_id))
+    args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = T.linear_schedule(opt, 0, 100)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    real_loss, calls = model.loss, {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        total, s, p = real_loss(*a, **k)
+        return (total * float("nan") if calls["n"] == 2 else total), s, p
+
+    model.loss = flaky
+    state = T.TrainState()
+    stats = T.train_epoch(model, loader, opt, sched, scaler, args, torch.device("cpu"), None, state, 1)
+    assert stats["skipped_steps"] == 1 and state.bad_steps_total == 1 and stats["loss"] == stats["loss"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    model.loss = lambda *a, **k: (real_loss(*a, **k)[0] * float("inf"), torch.tensor(0.0), torch.tensor(0.0))
+    with pytest.raises(T.NonFiniteLoss, match="3 non-finite losses in a row"):
+        T.train_epoch(model, loader, opt, sched, scaler, args, torch.device("cpu"), None, state, 2)
+
+
+def test_oom_message_names_shape_and_remedies():
+    from aste.trainer import oom_message
+
+    batch = {"input_ids": torch.zeros(16, 87, dtype=torch.long), "spans": torch.zeros(1700, 3)}
+    msg = oom_message(batch)
+    assert "16 sentences x 87 subwords" in msg and "--amp fp16" in msg and "--grad_checkpointing" in msg
