@@ -21,27 +21,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models.fusion import build_fusion  # noqa: E402
+from scripts.bench_utils import median_seconds, write_report  # noqa: E402
 
 VARIANTS = [("TIN", "tin", None), ("cross-attention, 8 heads", "cross_attention", 8),
             ("cross-attention, 4 heads", "cross_attention", 4), ("lightweight (4 heads)", "lightweight", 4)]
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def median_time(fn, device, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    return median_seconds(fn, device, repeats, warmup) * 1000
 
 
 def _status_kb(field: str) -> int:
@@ -175,10 +162,7 @@ def main(argv=None):
             for label, ms, params in rows:
                 out.append(f"| {label} | {params:,} | {ms:.1f} |")
                 print(out[-1], flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(out) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aste.input_reader import Sentence, read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
 from predict import predict  # noqa: E402
+from scripts.bench_utils import write_report  # noqa: E402
 from train import load_run  # noqa: E402
 
 
@@ -52,10 +53,7 @@ def main(argv=None) -> int:
              f"{torch.get_num_threads()} threads. Model load: {load_s:.1f} s.", "",
              "| batch size | seconds | sentences / s | triplets predicted |", "|---|---|---|---|"]
     lines += [f"| {bs} | {sec:.2f} | {rate:.1f} | {n} |" for bs, sec, rate, n in rows]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, lines)
     return 0
 
 

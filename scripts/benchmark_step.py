@@ -28,24 +28,7 @@ from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
 from models.fusion import masked_lstm  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from scripts.bench_utils import median_seconds as timed  # noqa: E402
 
 
 def fwd_bwd(fn, *inputs):

@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from aste.evaluator import sentiment_table  # noqa: E402
 from scripts.summarize import load_run, summarize  # noqa: E402
 
 
@@ -27,15 +28,6 @@ def epoch_table(run: dict) -> str:
         cells += [f"{r[s][k]['f1']:.2f}" for s in ("dev", "test") for k in ("aspect", "opinion", "pair", "triplet")]
         cells.append(f"{r['peak_rss_mb']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def sentiment_table(m: dict) -> str:
-    lines = ["| sentiment | P | R | F1 | support |", "|---|---|---|---|---|"]
-    for name, v in m["triplet_by_sentiment"].items():
-        lines.append(f"| {name} | {v['p']:.2f} | {v['r']:.2f} | {v['f1']:.2f} | {v['n_gold']} |")
-    t = m["triplet"]
-    lines.append(f"| all | {t['p']:.2f} | {t['r']:.2f} | {t['f1']:.2f} | {t['n_gold']} |")
     return "\n".join(lines)
 
 
