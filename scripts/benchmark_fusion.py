@@ -144,7 +144,7 @@ def main(argv=None):
            f"Written by `scripts/benchmark_fusion.py` on {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
            f"{os.cpu_count()} CPU threads" + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU") + ".",
            "", "## Fusion module alone (forward + backward, width 768, batch 16)", "",
-           "| device | precision | words | module | parameters | ms per batch | peak extra memory, MB (CPU: RSS; CUDA: allocator) |",
+           "| device | precision | words | module | parameters | ms per batch | peak extra memory, MB (CUDA: allocator; CPU: growth of the process high-water mark, 0 when earlier rows had already reserved the memory) |",
            "|---|---|---|---|---|---|---|"]
     for device in devices:
         precisions = ["fp32"] if device.type == "cpu" else ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])

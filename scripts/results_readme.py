@@ -77,14 +77,19 @@ def main(argv=None) -> int:
     if comparison:
         table, _ = summarize(comparison)
         out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
-                "Same seed and epochs as the reference run. Runs were made two at a time with one thread each "
-                "(`scripts/sweep.py --parallel 2`), so their seconds are slower than a run alone; compare them "
-                "with each other, and see `benchmarks/` for timings taken alone. One seed per cell: differences "
-                "under about one point are within seed noise.", "", table, ""]
+                "Same seed and epochs as the reference run. The plain TIN row is the reference run itself (alone "
+                "on both cores); the other runs were made two at a time with one thread each, often beside other "
+                "jobs, so their seconds are not comparable with it nor with each other: see `benchmarks/` for "
+                "timings taken alone. One seed per cell.", "", table, ""]
     extra = runs_from(args.extra)
     if extra:
         table, _ = summarize(extra)
-        out += ["## Other runs", "", table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
+        out += ["## Other runs", "",
+                "Short runs (3 epochs, seed 42) that compare one choice each against the 3-epoch TIN runs of the "
+                "multi-seed sweep below (same seed, epochs and flags otherwise): all negative spans and pairs "
+                "(`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the raw ASTE files parsed "
+                "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others.", "",
+                table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
                 f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]

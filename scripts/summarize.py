@@ -15,6 +15,8 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
            "num_workers", "device", "eval_only", "checkpoint"}
 SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
@@ -36,6 +38,18 @@ def config_key(args: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in args.items() if k not in IGNORED and not k.endswith("_file")))
 
 
+OPTION_KEYS = ("data_format", "neg_entity_count", "neg_triple_count", "max_span_size", "share_cross_attention_weights",
+               "cross_attention_window", "loss_weighting", "lr", "task_lr", "batch_size", "sen_filter_threshold", "amp")
+
+
+def non_default_options(args: dict) -> str:
+    """The flags (of a few that change results) that differ from their defaults, e.g. data_format=aste."""
+    from Parameter import build_parser
+    parser = build_parser()
+    diff = [f"{k}={args[k]}" for k in OPTION_KEYS if k in args and args[k] != parser.get_default(k)]
+    return ", ".join(diff) or "defaults"
+
+
 def describe(args: dict) -> dict:
     heads = args.get("cross_attention_heads")
     if args["fusion"] == "tin":
@@ -44,7 +58,8 @@ def describe(args: dict) -> dict:
         heads = 8 if args["fusion"] == "cross_attention" else 4
     return {"dataset": args["dataset"], "fusion": args["fusion"], "heads": heads,
             "enh. SemGCN": "yes" if args.get("use_enhanced_semgcn") else "no", "epochs": args["epochs"],
-            "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"]))}
+            "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"])),
+            "options": non_default_options(args)}
 
 
 def mean_std(values: list[float]) -> str:
@@ -57,14 +72,14 @@ def summarize(runs: list[dict]) -> tuple[str, dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(config_key(r["cfg"]["args"]), []).append(r)
-    lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | epochs | seeds | test triplet F1 (dev-selected) | "
-             "test entity F1 | dev triplet F1 | best epochs | s / train epoch | s / test eval | peak RSS MB |",
-             "|" + "---|" * 14]
+    lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | other flags | epochs | seeds | test triplet F1 "
+             "(dev-selected) | test entity F1 | dev triplet F1 | best epochs | s / train epoch | s / test eval | "
+             "peak RSS MB |", "|" + "---|" * 15]
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]["args"]).values())):
         d = describe(rs[0]["cfg"]["args"])
         sm = [r["cfg"]["summary"] for r in rs]
         lines.append("| " + " | ".join([
-            d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], str(d["epochs"]),
+            d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], d["options"], str(d["epochs"]),
             ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs),
             mean_std([s["test_triplet_f1"] for s in sm]), mean_std([s["test_entity_f1"] for s in sm]),
             mean_std([s["dev_triplet_f1"] for s in sm]), ", ".join(str(s["best_epoch"]) for s in sm),
