@@ -54,7 +54,7 @@ def sentences_from_lines(lines: list[str], source: str, nlp) -> tuple[list[Sente
             s, extra = Sentence([], [], None, where), {}
             plain.append(len(sentences))
         sentences.append(s)
-        extras.append({"line": lineno, **extra} if extra is not None else {"line": lineno})
+        extras.append({"line": lineno, **extra})
     if plain:  # tokenise plain sentences in one batch
         docs = nlp.tokenizer.pipe(lines[i].strip() for i in [extras[k]["line"] - 1 for k in plain])
         for k, doc in zip(plain, docs):

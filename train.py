@@ -215,9 +215,8 @@ def main(argv=None) -> dict | None:
     # ---- epochs --------------------------------------------------------------------------------
     best_path = os.path.join(run_dir, "best.safetensors")
     for epoch in range(state.epoch + 1, args.epochs + 1):
-        for split in ("train",):
-            data[split].set_epoch(epoch)
-            loaders[split].batch_sampler.set_epoch(epoch)
+        data["train"].set_epoch(epoch)  # negative sampling and batch order are functions of (seed, epoch)
+        loaders["train"].batch_sampler.set_epoch(epoch)
         try:
             train_stats = T.train_epoch(train_model, loaders["train"], optimizer, scheduler, scaler, args, device,
                                         autocast_dtype, state, epoch, writer, dist)
