@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=120)
     g.add_argument("--batch_size", type=int, default=16)
-    g.add_argument("--lr", type=float, default=5e-5, help="learning rate of the pretrained encoder")
-    g.add_argument("--task_lr", type=float, default=1e-3,
+    g.add_argument("--lr", type=float, default=1e-4,
+                   help="learning rate of the pretrained encoder (default chosen on 14res dev: Results/README.md)")
+    g.add_argument("--task_lr", type=float, default=3e-4,
                    help="learning rate of the layers trained from scratch (BiLSTM, GCNs, fusion, heads); "
                         "pass the same value as --lr for one rate everywhere")
     g.add_argument("--lr_warmup", type=float, default=0.1, help="fraction of steps with linear warm-up")

@@ -21,9 +21,10 @@ from aste.encoding import ASPECT, OPINION
 from aste.span_ops import RangeMax
 
 from .encoder import pool_subwords
-from .fusion import build_fusion, masked_lstm
+from .fusion import build_fusion
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
 from .heads import PairClassifier, SpanClassifier
+from .lstm import MaskedBiLSTM
 
 
 @dataclass
@@ -70,8 +71,7 @@ class D2E2S(nn.Module):
         self.cfg = cfg
         self.encoder = encoder
         M = cfg.width
-        self.lstm = nn.LSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, batch_first=True, bidirectional=True,
-                            dropout=cfg.lstm_dropout if cfg.lstm_layers > 1 else 0.0)
+        self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.lstm_dropout)
         self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
         self.word_proj = nn.Identity() if cfg.encoder_dim == M else nn.Linear(cfg.encoder_dim, M)
         self.syn_gcn = SyntacticGCN(M, cfg.gcn_layers, cfg.gcn_dropout)
@@ -91,7 +91,7 @@ class D2E2S(nn.Module):
         """Encoder features per word (B, W, M) and the BiLSTM over them (B, W, M)."""
         h = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         words = pool_subwords(h, batch["subword_word"], batch["word_mask"].shape[1])
-        context = self.lstm_dropout(masked_lstm(self.lstm, words, batch["word_mask"]))
+        context = self.lstm_dropout(self.lstm(words, batch["word_mask"]))
         return self.word_proj(words), context
 
     def features(self, batch: dict) -> torch.Tensor:

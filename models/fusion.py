@@ -9,17 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-
-def masked_lstm(lstm: nn.LSTM, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-    """Run a batch_first (Bi)LSTM over real words only (packed), so the backward direction never
-    reads padding. Returns (B, W, out) with zeros at padding."""
-    lengths = word_mask.sum(1).cpu()
-    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return out
+from .lstm import MaskedBiLSTM
 
 
 class CrossAttention(nn.Module):
@@ -65,13 +56,13 @@ class TINFusion(nn.Module):
             return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
         self.syn_block, self.sem_block = residual_block(), residual_block()
-        self.lstm = nn.LSTM(2 * dim, dim, num_layers=2, batch_first=True, bidirectional=True)
+        self.lstm = MaskedBiLSTM(2 * dim, dim, num_layers=2)
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
     def forward(self, x, h_syn, h_sem, word_mask):
         syn = self.syn_block(x + h_syn)
         sem = self.sem_block(x + h_sem)
-        fused = masked_lstm(self.lstm, torch.cat([syn, sem], dim=-1), word_mask)
+        fused = self.lstm(torch.cat([syn, sem], dim=-1), word_mask)
         return self.mlp(fused) * word_mask.unsqueeze(-1).to(x.dtype)
 
 

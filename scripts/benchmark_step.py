@@ -27,7 +27,6 @@ from aste.sampling import ASTEDataset, LengthBucketSampler, collate  # noqa: E40
 from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
-from models.fusion import masked_lstm  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402
 
 
@@ -124,12 +123,12 @@ def main(argv=None):
             with torch.no_grad():
                 h = enc_fn()
                 words = pool_subwords(h, batch["subword_word"], W)
-                ctx = masked_lstm(model.lstm, words, mask)
+                ctx = model.lstm(words, mask)
                 h_syn = model.syn_gcn(ctx, batch["dep_adj"], mask)
                 h_sem = model.sem_gcn(ctx, mask)
                 fused = model.fusion(words, h_syn, h_sem, mask)
                 feats = model.features(batch)
-            rows["bilstm"].append(timed(fwd_bwd(lambda hh: masked_lstm(model.lstm, pool_subwords(hh, batch["subword_word"], W), mask), h), device, args.repeats))
+            rows["bilstm"].append(timed(fwd_bwd(lambda hh: model.lstm(pool_subwords(hh, batch["subword_word"], W), mask), h), device, args.repeats))
             rows["syntactic_gcn"].append(timed(fwd_bwd(lambda c: model.syn_gcn(c, batch["dep_adj"], mask), ctx), device, args.repeats))
             rows["semantic_gcn"].append(timed(fwd_bwd(lambda c: model.sem_gcn(c, mask), ctx), device, args.repeats))
             rows["fusion"].append(timed(fwd_bwd(lambda w, a, b: model.fusion(w, a, b, mask), words, h_syn, h_sem), device, args.repeats))

@@ -202,8 +202,8 @@ def test_sweep_skips_finished_and_summarize_writes_table_and_plot(tiny_bert_dir,
 def test_resume_refuses_changed_flags(tmp_path):
     from train import check_same_flags
 
-    args = parse_args(["--epochs", "5", "--lr", "1e-4"])
+    args = parse_args(["--epochs", "5", "--lr", "2e-4"])
     (tmp_path / "config.json").write_text(json.dumps({"args": vars(args)}))
-    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "1e-4", "--resume", "--threads", "2"]))
-    with pytest.raises(SystemExit, match=r"--lr was 0.0001, now 5e-05"):
+    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--threads", "2"]))
+    with pytest.raises(SystemExit, match=r"--lr was 0.0002, now 0.0001"):
         check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--resume"]))
