@@ -95,7 +95,6 @@ def main(argv=None) -> dict | None:
         return eval_only(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    T.release_freed_memory_to_os()
     dist = T.setup_distributed(args.device)
     device = T.pick_device(args.device, dist.local_rank)
     autocast_dtype = T.amp_dtype(args, device)

@@ -12,7 +12,6 @@ Model selection uses dev triplet F1 only; test is reported at that epoch.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
 import os
@@ -122,22 +121,6 @@ def can_compile(device: torch.device) -> tuple[bool, str]:
         if device.type == "cuda":
             return False, "Triton is not installed"
     return True, ""
-
-
-def release_freed_memory_to_os(threshold: int = 1 << 20) -> bool:
-    """Have glibc hand freed blocks of >= `threshold` bytes back to the OS.
-
-    By default glibc raises its mmap threshold (up to 32 MB) each time a large block is freed, so
-    later activation buffers come from its heap and stay resident: RSS keeps the high-water mark of
-    the longest batch plus fragmentation, and crept up over the epochs of a run. A fixed threshold
-    (and trim threshold) returns them (scripts/benchmark_memory.py reports the resulting peaks). No-op
-    off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 def peak_rss_mb() -> float:

@@ -36,10 +36,17 @@ def runs_from(patterns: list[str]) -> list[dict]:
     return [r for r in map(load_run, dirs) if r is not None]
 
 
+def commits(runs: list[dict]) -> str:
+    """The code version(s) the runs were made with (config.json's git commit, short)."""
+    found = sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs})
+    return ", ".join(f"`{c}`" for c in found)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--core", required=True, help="the reference run folder")
     ap.add_argument("--comparison", nargs="*", default=[], help="fusion comparison run folders (globs)")
+    ap.add_argument("--tuning", nargs="*", default=[], help="runs that chose the defaults on dev (globs)")
     ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--out", default="Results/README.md")
@@ -59,7 +66,8 @@ def main(argv=None) -> int:
         "triplets.", "",
         "## Reference run: 14res, offline encoder", "",
         f"`{cmd}` (README flags otherwise), on {core['cfg']['device']} "
-        f"(2-core CPU machine, torch {core['cfg']['versions']['torch']}); run folder `{args.core}` "
+        f"(2-core CPU machine, torch {core['cfg']['versions']['torch']}), alone on the machine, at commit "
+        f"{commits([core])}; run folder `{args.core}` "
         "(`config.json`, `metrics.jsonl`, `test_predictions.jsonl` committed; the checkpoint is not).", "",
         f"* **best dev epoch {s['best_epoch']}: dev triplet F1 {s['dev_triplet_f1']:.2f}, "
         f"test triplet F1 {s['test_triplet_f1']:.2f}** (entity F1 {s['test_entity_f1']:.2f}; "
@@ -73,14 +81,24 @@ def main(argv=None) -> int:
         f"Test triplets by sentiment at the best dev epoch ({s['best_epoch']}):", "",
         sentiment_table(best["test"]), "",
     ]
+    tuning = runs_from(args.tuning)
+    if tuning:
+        table, _ = summarize(tuning)
+        out += ["## How the learning-rate defaults were chosen (on dev)", "",
+                "14res, TIN, seed 42, 10 epochs, the reference command with the flags shown; run two at a time "
+                f"with one thread each (their seconds are not comparable), at commit {commits(tuning)} plus the "
+                "working-tree change that introduced them (the same model code as the reference run). The defaults "
+                "(`--lr 1e-4 --task_lr 3e-4`) are the row with the best **dev** triplet F1; the test column was "
+                "not looked at for the choice. On the best of these checkpoints, `--sen_filter_threshold` 0.3-0.7 "
+                "moved dev triplet F1 by less than a point (noise), so 0.4 was kept.", "", table, ""]
     comparison = runs_from(args.comparison)
     if comparison:
         table, _ = summarize(comparison)
         out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
                 "Same seed and epochs as the reference run. The plain TIN row is the reference run itself (alone "
-                "on both cores); the other runs were made two at a time with one thread each, often beside other "
-                "jobs, so their seconds are not comparable with it nor with each other: see `benchmarks/` for "
-                "timings taken alone. One seed per cell.", "", table, ""]
+                "on both cores); the other runs were made two or three at a time with one thread each, so their "
+                "seconds are not comparable with it nor with each other: see `benchmarks/` for timings taken "
+                f"alone. One seed per cell. Commit(s): {commits(comparison)}.", "", table, ""]
     extra = runs_from(args.extra)
     if extra:
         table, _ = summarize(extra)
@@ -88,7 +106,9 @@ def main(argv=None) -> int:
                 "Short runs (3 epochs, seed 42) that compare one choice each against the 3-epoch TIN runs of the "
                 "multi-seed sweep below (same seed, epochs and flags otherwise): all negative spans and pairs "
                 "(`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the raw ASTE files parsed "
-                "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others.", "",
+                "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others. "
+                f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
+                "and its packed-sequence LSTM, which computes the same function).", "",
                 table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
