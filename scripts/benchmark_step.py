@@ -28,6 +28,7 @@ from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402
+from scripts.bench_utils import sync  # noqa: E402
 
 
 def fwd_bwd(fn, *inputs):
@@ -74,6 +75,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"])
+    ap.add_argument("--epoch_repeats", type=int, default=2, help="whole training epochs timed (0 = none)")
     ap.add_argument("--out", default="Results/benchmarks/step.md")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -95,6 +97,7 @@ def main(argv=None):
     sampler.set_epoch(1)
     # batches of median length, the typical case (the table also gives the sentence length)
     all_batches = list(sampler)
+    all_batches_in_order = list(all_batches)
     all_batches.sort(key=lambda b: max(train_ds.lengths()[i] for i in b))
     picked = all_batches[len(all_batches) // 2 - args.batches // 2:][: args.batches]
 
@@ -105,6 +108,13 @@ def main(argv=None):
         return {k: v.to(device) for k, v in b.items()}
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+    def step_on(batch):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss, _, _ = model.loss(batch, *model(batch))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
     rows = {k: [] for k in ("data", "encoder", "bilstm", "syntactic_gcn", "semantic_gcn", "fusion",
                             "self_attention", "span_head", "pair_head", "step")}
     encoder_only = []
@@ -145,13 +155,18 @@ def main(argv=None):
                 return model.pair_head(table, batch["spans"], pooled, width, batch["pairs"])
             rows["pair_head"].append(timed(fwd_bwd(pair_stage, feats), device, args.repeats))
 
-        def step():
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss, _, _ = model.loss(batch, *model(batch))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        rows["step"].append(timed(step, device, args.repeats))
+        rows["step"].append(timed(lambda: step_on(batch), device, args.repeats))
+
+    # one whole training epoch, every batch of the epoch-1 order (collation included), as train.py runs it
+    # (the minimum over repeats: on a shared machine other load only ever adds time)
+    epoch_times = []
+    for _ in range(args.epoch_repeats):
+        t_epoch = time.perf_counter()
+        for idx in all_batches_in_order:
+            batch = to_dev(collate_batch(idx))
+            step_on(batch)
+        sync(device)
+        epoch_times.append(time.perf_counter() - t_epoch)
 
     # evaluation pass over the whole test set, with decoding split out
     eval_sampler = LengthBucketSampler(test_ds.lengths(), args.batch_size, shuffle=False)
@@ -164,7 +179,7 @@ def main(argv=None):
             for b in eval_batches:
                 ev.add(b["index"], model.predict(b, 0.4, 1000))
         return ev.metrics()
-    eval_seconds = timed(eval_pass, device, max(1, args.repeats - 1), warmup=1)
+    eval_seconds = min(timed(eval_pass, device, 1, warmup=0) for _ in range(max(1, args.repeats - 1) + 1))
 
     def decode_only():
         with torch.no_grad():
@@ -200,8 +215,13 @@ def main(argv=None):
         f"\nOutside encoder, BiLSTM and fusion (GCNs, self-attention, heads, data): {outside:.1f} ms = "
         f"{100 * outside / (stage_sum + med['data']):.1f} % of the stage sum.",
         f"Encoder alone, forward + backward: {statistics.median(encoder_only) * 1000:.1f} ms per batch.",
-        f"Training epoch estimate ({len(sampler)} batches x whole step): {len(sampler) * med['step'] / 1000:.1f} s.",
-        f"Evaluation of the whole test set ({len(test_ds)} sentences, decoding and metrics included): "
+        f"Training epoch estimate ({len(sampler)} batches x whole step of a median batch): "
+        f"{len(sampler) * med['step'] / 1000:.1f} s"
+        + (f"; **measured whole epoch** (all {len(all_batches_in_order)} batches of epoch 1 in training order, "
+           f"collation included; minimum of {len(epoch_times)}): **{min(epoch_times):.1f} s** "
+           f"(each: {', '.join(f'{t:.1f}' for t in epoch_times)} s)." if epoch_times else "."),
+        f"Evaluation of the whole test set ({len(test_ds)} sentences, decoding and metrics included; minimum of "
+        f"{max(1, args.repeats - 1) + 1} passes): "
         f"{eval_seconds:.2f} s; decoding (pair enumeration, outside the network) {decode_seconds:.2f} s.",
         f"Peak RSS of this benchmark process: {peak_rss_mb():.0f} MB"
         + (f"; peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.type == "cuda" else "") + ".",

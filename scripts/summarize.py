@@ -135,8 +135,10 @@ def main(argv=None) -> int:
         return 1
     table, groups = summarize(runs)
     devices = sorted({r["cfg"].get("device", "?") for r in runs})
+    code = sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs})
     text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
-            f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}. "
+            f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
+            f"code at commit(s) {', '.join(code)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
             + ", ".join(f"`{r['dir']}`" for r in runs) + "\n")
     if args.plot:
