@@ -35,7 +35,6 @@ class MaskedBiLSTM(nn.Module):
         self.forward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
         self.dropout = nn.Dropout(dropout)
-        self.hidden_size = hidden_size
 
     def forward(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         keep = word_mask.unsqueeze(-1).to(x.dtype)
@@ -46,5 +45,7 @@ class MaskedBiLSTM(nn.Module):
             out_fw = fw(x)[0]
             out_bw = bw(x.gather(1, rev.expand(-1, -1, x.shape[-1])))[0]
             out_bw = out_bw.gather(1, rev.expand(-1, -1, out_bw.shape[-1]))
-            x = torch.cat([out_fw, out_bw], dim=-1) * keep
-        return x
+            # padding positions hold junk between layers; it sits after every real word in both
+            # directions, so it never reaches one, and is zeroed once at the end
+            x = torch.cat([out_fw, out_bw], dim=-1)
+        return x * keep

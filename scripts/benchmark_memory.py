@@ -62,7 +62,7 @@ def main(argv=None) -> int:
              "dev and test evaluation; TIN fusion, batch 16, CPU, one process (no DataLoader workers). Peak RSS of the "
              "training process; the last column is the largest finished child process (a helper forked at start-up: "
              "its figure counts pages shared with the parent, so it is not additional memory). 'glibc 1 MiB' runs set "
-             "`MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=1048576` in the environment (glibc's own "
+             f"`{' '.join(f'{k}={v}' for k, v in GLIBC_RETURN_MEMORY.items())}` in the environment (glibc's own "
              "tunables: freed activation buffers go back to the OS instead of staying in its heap; costs some "
              "speed in page faults).", "",
              "| allocator | --neg_entity_count | --max_span_size | peak RSS MB (training process) | vs 100 / 8 | "

@@ -96,10 +96,9 @@ def main(argv=None):
     sampler = LengthBucketSampler(train_ds.lengths(), args.batch_size, shuffle=True, seed=0)
     sampler.set_epoch(1)
     # batches of median length, the typical case (the table also gives the sentence length)
-    all_batches = list(sampler)
-    all_batches_in_order = list(all_batches)
-    all_batches.sort(key=lambda b: max(train_ds.lengths()[i] for i in b))
-    picked = all_batches[len(all_batches) // 2 - args.batches // 2:][: args.batches]
+    epoch_batches = list(sampler)  # training order
+    by_length = sorted(epoch_batches, key=lambda b: max(train_ds.lengths()[i] for i in b))
+    picked = by_length[len(by_length) // 2 - args.batches // 2:][: args.batches]
 
     def collate_batch(idx):
         return collate([train_ds[i] for i in idx], train_ds.pad_id)
@@ -157,12 +156,13 @@ def main(argv=None):
 
         rows["step"].append(timed(lambda: step_on(batch), device, args.repeats))
 
-    # one whole training epoch, every batch of the epoch-1 order (collation included), as train.py runs it
+    # one whole training epoch, every batch of the epoch-1 order: collation, forward, loss, backward, AdamW
+    # (train.py also clips gradients, steps the scheduler and logs the loss: a few ms per step more)
     # (the minimum over repeats: on a shared machine other load only ever adds time)
     epoch_times = []
     for _ in range(args.epoch_repeats):
         t_epoch = time.perf_counter()
-        for idx in all_batches_in_order:
+        for idx in epoch_batches:
             batch = to_dev(collate_batch(idx))
             step_on(batch)
         sync(device)
@@ -217,7 +217,7 @@ def main(argv=None):
         f"Encoder alone, forward + backward: {statistics.median(encoder_only) * 1000:.1f} ms per batch.",
         f"Training epoch estimate ({len(sampler)} batches x whole step of a median batch): "
         f"{len(sampler) * med['step'] / 1000:.1f} s"
-        + (f"; **measured whole epoch** (all {len(all_batches_in_order)} batches of epoch 1 in training order, "
+        + (f"; **measured whole epoch** (all {len(epoch_batches)} batches of epoch 1 in training order, "
            f"collation included; minimum of {len(epoch_times)}): **{min(epoch_times):.1f} s** "
            f"(each: {', '.join(f'{t:.1f}' for t in epoch_times)} s)." if epoch_times else "."),
         f"Evaluation of the whole test set ({len(test_ds)} sentences, decoding and metrics included; minimum of "

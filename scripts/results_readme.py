@@ -1,6 +1,6 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
-    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 \
+    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 --tuning "Results/14res/tune-*" \
         --comparison "Results/14res/cmp-*" --extra "Results/14res/negall-*" "Results/14res/aste-*"
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.evaluator import sentiment_table  # noqa: E402
-from scripts.summarize import load_run, summarize  # noqa: E402
+from scripts.summarize import commits, load_run, option_defaults, summarize  # noqa: E402
 
 
 def epoch_table(run: dict) -> str:
@@ -36,17 +36,13 @@ def runs_from(patterns: list[str]) -> list[dict]:
     return [r for r in map(load_run, dirs) if r is not None]
 
 
-def commits(runs: list[dict]) -> str:
-    """The code version(s) the runs were made with (config.json's git commit, short)."""
-    found = sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs})
-    return ", ".join(f"`{c}`" for c in found)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--core", required=True, help="the reference run folder")
     ap.add_argument("--comparison", nargs="*", default=[], help="fusion comparison run folders (globs)")
     ap.add_argument("--tuning", nargs="*", default=[], help="runs that chose the defaults on dev (globs)")
+    ap.add_argument("--tuning_thresholds", default="Results/14res/tune-lr1e-4-tasklr3e-4",
+                    help="run folder holding dev_threshold_*.json from --eval_only")
     ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--out", default="Results/README.md")
@@ -84,13 +80,21 @@ def main(argv=None) -> int:
     tuning = runs_from(args.tuning)
     if tuning:
         table, _ = summarize(tuning)
+        defaults = option_defaults()
         out += ["## How the learning-rate defaults were chosen (on dev)", "",
                 "14res, TIN, seed 42, 10 epochs, the reference command with the flags shown; run two at a time "
                 f"with one thread each (their seconds are not comparable), at commit {commits(tuning)} plus the "
                 "working-tree change that introduced them (the same model code as the reference run). The defaults "
-                "(`--lr 1e-4 --task_lr 3e-4`) are the row with the best **dev** triplet F1; the test column was "
-                "not looked at for the choice. On the best of these checkpoints, `--sen_filter_threshold` 0.3-0.7 "
-                "moved dev triplet F1 by less than a point (noise), so 0.4 was kept.", "", table, ""]
+                f"(`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`) are the row with the best **dev** triplet F1; the test column was "
+                "not looked at for the choice.", "", table, ""]
+        thresholds = sorted(glob.glob(os.path.join(args.tuning_thresholds, "dev_threshold_*.json")))
+        if thresholds:
+            cells = [f"{os.path.basename(p)[len('dev_threshold_'):-5]}: "
+                     f"{json.load(open(p, encoding='utf-8'))['metrics']['triplet']['f1']:.2f}" for p in thresholds]
+            out += [f"`--sen_filter_threshold` on the checkpoint of `{args.tuning_thresholds}` (`train.py --eval_only "
+                    "--checkpoint RUN --test_file <dev file> --sen_filter_threshold T`, files `dev_threshold_T.json` "
+                    "there), dev triplet F1: " + ", ".join(cells) + f". The default "
+                    f"{option_defaults()['sen_filter_threshold']:g} was kept.", ""]
     comparison = runs_from(args.comparison)
     if comparison:
         table, _ = summarize(comparison)

@@ -9,6 +9,7 @@ F1 is always the test score at the best-dev epoch (dev-selected); a column shows
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -16,6 +17,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from Parameter import build_parser  # noqa: E402
 
 IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
            "num_workers", "device", "eval_only", "checkpoint"}
@@ -42,11 +45,16 @@ OPTION_KEYS = ("data_format", "neg_entity_count", "neg_triple_count", "max_span_
                "cross_attention_window", "loss_weighting", "lr", "task_lr", "batch_size", "sen_filter_threshold", "amp")
 
 
+@functools.cache
+def option_defaults() -> dict:
+    parser = build_parser()
+    return {k: parser.get_default(k) for k in OPTION_KEYS}
+
+
 def non_default_options(args: dict) -> str:
     """The flags (of a few that change results) that differ from their defaults, e.g. data_format=aste."""
-    from Parameter import build_parser
-    parser = build_parser()
-    diff = [f"{k}={args[k]}" for k in OPTION_KEYS if k in args and args[k] != parser.get_default(k)]
+    defaults = option_defaults()
+    diff = [f"{k}={args[k]}" for k in OPTION_KEYS if k in args and args[k] != defaults[k]]
     return ", ".join(diff) or "defaults"
 
 
@@ -60,6 +68,11 @@ def describe(args: dict) -> dict:
             "enh. SemGCN": "yes" if args.get("use_enhanced_semgcn") else "no", "epochs": args["epochs"],
             "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"])),
             "options": non_default_options(args)}
+
+
+def commits(runs: list[dict]) -> str:
+    """The code version(s) the runs were made with (config.json's git commit, short)."""
+    return ", ".join(f"`{c}`" for c in sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs}))
 
 
 def mean_std(values: list[float]) -> str:
@@ -135,10 +148,9 @@ def main(argv=None) -> int:
         return 1
     table, groups = summarize(runs)
     devices = sorted({r["cfg"].get("device", "?") for r in runs})
-    code = sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs})
     text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
             f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
-            f"code at commit(s) {', '.join(code)}; 'other flags' lists flags that differ from today's defaults. "
+            f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
             + ", ".join(f"`{r['dir']}`" for r in runs) + "\n")
     if args.plot:

@@ -70,9 +70,8 @@ def test_every_parameter_gets_a_gradient(tiny_bert_dir, fusion):
 def test_masked_bilstm_equals_packed_lstm():
     """MaskedBiLSTM (dense kernels, per-sentence reversal) computes what a packed bidirectional
     nn.LSTM computes, outputs and gradients, and is zero at padding."""
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
     from models.lstm import MaskedBiLSTM
+    from scripts.benchmark_lstm import packed_run
 
     torch.manual_seed(0)
     ours = MaskedBiLSTM(6, 5, num_layers=2).eval()
@@ -87,8 +86,7 @@ def test_masked_bilstm_equals_packed_lstm():
     x = torch.randn(4, 7, 6).masked_fill(~mask[..., None], 3.0)  # junk at padding must not matter
     x_ref = x.clone().requires_grad_()
     x_ours = x.clone().requires_grad_()
-    packed, _ = ref(pack_padded_sequence(x_ref, lengths, batch_first=True, enforce_sorted=False))
-    expected, _ = pad_packed_sequence(packed, batch_first=True, total_length=7)
+    expected = packed_run(ref, x_ref, lengths)
     got = ours(x_ours, mask)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
     assert got[~mask].abs().max() == 0
