@@ -71,3 +71,36 @@ def test_gradient_matches_naive():
     (span_max_pool(h1, spans) * w).sum().backward()
     (naive_span_pool(h2, spans) * w).sum().backward()
     assert torch.allclose(h1.grad, h2.grad)
+
+
+def test_gradient_of_every_range_and_between_matches_naive():
+    """The table routes each query's gradient straight to the argmax words: same gradient as
+    differentiating the naive per-range max, for every range and for the between-span contexts."""
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(2, 19, 6, generator=g, dtype=torch.float64)
+    b, s, e = map(torch.tensor, zip(*[(b, i, j) for b in range(2) for i in range(19) for j in range(i + 1, 20)]))
+    w = torch.randn(b.shape[0], 6, generator=g, dtype=torch.float64)
+    h1, h2 = h.clone().requires_grad_(), h.clone().requires_grad_()
+    (RangeMax(h1).query(b, s, e) * w).sum().backward()
+    (torch.stack([h2[bb, i:j].max(0).values for bb, i, j in zip(b.tolist(), s.tolist(), e.tolist())]) * w).sum().backward()
+    assert torch.allclose(h1.grad, h2.grad)
+
+    hp, spans, lengths = random_batch(6)
+    hp = hp.double()
+    pairs = torch.tensor([(k, m) for k in range(spans.shape[0]) for m in range(spans.shape[0])
+                          if spans[k, 0] == spans[m, 0] and (k + m) % 7 == 0])
+    first, second = spans[pairs[:, 0], 1:], spans[pairs[:, 1], 1:]
+    w = torch.randn(pairs.shape[0], hp.shape[-1], generator=g, dtype=torch.float64)
+    h1, h2 = hp.clone().requires_grad_(), hp.clone().requires_grad_()
+    (between_max_pool(RangeMax(h1), spans[pairs[:, 0], 0], first, second) * w).sum().backward()
+    (naive_between(h2, spans[pairs[:, 0], 0], first, second) * w).sum().backward()
+    assert torch.allclose(h1.grad, h2.grad)
+    assert h1.grad[0, lengths[0]:].abs().sum() == 0 and h1.grad[1, lengths[1]:].abs().sum() == 0  # never padding
+
+
+def test_no_argmax_table_without_gradients():
+    h = torch.randn(2, 9, 4, requires_grad=True)
+    with torch.no_grad():
+        t = RangeMax(h)
+    assert t.sources is None
+    assert torch.equal(t.query(torch.tensor([1]), torch.tensor([2]), torch.tensor([7]))[0], h[1, 2:7].max(0).values.detach())
