@@ -8,6 +8,11 @@ config.json. Peak memory is set by the longest batches, so the training split is
 longest 14res training sentences (a temporary file; dev and test are the full splits), which keeps
 the benchmark short. Writes Results/benchmarks/memory.md. Memory does not depend on other load on
 the machine, so no timings are reported here.
+
+A second table says where the memory goes: a fresh process builds the model and its optimizer
+state, then runs forward and backward on the batch of the 16 longest training sentences, reading
+its resident set after each stage (`--breakdown_child`, run by the main script). The forward keeps
+every stage's graph alive, so each row is roughly what that stage holds for the backward.
 """
 from __future__ import annotations
 
@@ -29,13 +34,85 @@ SETTINGS = [(100, 8), (400, 8), (100, 12)]
 GLIBC_RETURN_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="utf-8") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
+    """Resident-set growth per stage in this (fresh) process: [(what, MB)]."""
+    rows, last = [], [0.0]
+
+    def mark(what):
+        now = rss_mb()
+        rows.append((what, now - last[0]))
+        last[0] = now
+    import torch
+    import transformers  # noqa: F401
+    mark("Python, torch, transformers (imports)")
+    from aste.input_reader import read_sentences
+    from aste.parsing import add_parses
+    from aste.sampling import ASTEDataset, collate
+    from models.d2e2s import D2E2S, ModelConfig
+    from models.encoder import load_encoder, load_tokenizer, pool_subwords
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("all-MiniLM-L6-v2")
+    sentences = read_sentences(os.path.join(ROOT, "data", "d2e2s", dataset, "train_dep_triple_polarity_result.json"))
+    add_parses(sentences, cache_dir=os.path.join(ROOT, "data", ".parse_cache"))
+    ds = ASTEDataset(sentences, tokenizer, max_span_size=8, train=True, seed=0)
+    ds.set_epoch(1)
+    longest = sorted(range(len(ds)), key=lambda i: -ds.lengths()[i])[:16]
+    b = collate([ds[i] for i in longest], ds.pad_id)
+    mark(f"tokenizer, {dataset} train set")
+    encoder = load_encoder("all-MiniLM-L6-v2")
+    D = encoder.config.hidden_size
+    model = D2E2S(encoder, ModelConfig(encoder_dim=D, hidden_dim=D // 2, fusion=fusion,
+                                       cross_attention_heads=4 if fusion != "tin" else None))
+    n_params = sum(p.numel() for p in model.parameters())
+    mark(f"model weights ({n_params / 1e6:.1f} M parameters)")
+    opt = torch.optim.AdamW(model.parameters(), fused=True)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # allocates AdamW's two moment buffers
+    opt.zero_grad(set_to_none=True)
+    mark("AdamW state (2 x weights)")
+    model.train()
+    mask = b["word_mask"]
+    h = model.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    mark(f"forward: encoder ({tuple(b['input_ids'].shape)} subwords)")
+    words = pool_subwords(h, b["subword_word"], mask.shape[1])
+    context = model.lstm_dropout(model.lstm(words, mask))
+    mark(f"forward: word pooling + BiLSTM ({tuple(mask.shape)} words)")
+    h_syn, h_sem = model.syn_gcn(context, b["dep_adj"], mask), model.sem_gcn(context, mask)
+    mark("forward: syntactic + semantic GCN")
+    fused = model.fusion(model.word_proj(words), h_syn, h_sem, mask)
+    mark(f"forward: fusion ({fusion})")
+    att, _ = model.self_attention(fused, fused, fused, key_padding_mask=~mask, need_weights=False)
+    feats = (fused + att) * mask.unsqueeze(-1).to(fused.dtype)
+    mark("forward: self-attention")
+    table, ctx = model.span_inputs(b, feats)
+    span_logits, pooled, width = model.span_head(table, b["spans"], ctx)
+    pair_logits = model.pair_head(table, b["spans"], pooled, width, b["pairs"])
+    mark(f"forward: span + pair heads ({b['spans'].shape[0]} spans, {b['pairs'].shape[0]} pairs)")
+    loss, _, _ = model.loss(b, span_logits, pair_logits)
+    loss.backward()  # its peak: gradients (1 x weights) allocated while activations are being freed
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append(("backward: peak above the forward", peak - last[0]))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="14res")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--longest", type=int, default=160, help="training sentences (the longest ones)")
     ap.add_argument("--out", default="Results/benchmarks/memory.md")
+    ap.add_argument("--breakdown_child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.breakdown_child:
+        print(json.dumps(breakdown(args.dataset, "tin")))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(ROOT, "data", "d2e2s", args.dataset, "train_dep_triple_polarity_result.json")
@@ -55,6 +132,9 @@ def main(argv=None) -> int:
             summary = json.load(open(os.path.join(tmp, args.dataset, name, "config.json")))["summary"]
             rows.append((neg, span, glibc, summary["peak_rss_mb"], summary["children_peak_rss_mb"]))
             print(rows[-1], flush=True)
+    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--breakdown_child", "--dataset", args.dataset],
+                           cwd=ROOT, check=True, capture_output=True, text=True)
+    stages = json.loads(child.stdout.strip().splitlines()[-1])
     base = {glibc: rss for neg, span, glibc, rss, _ in rows if (neg, span) == SETTINGS[0]}
     lines = ["# Peak memory vs number of span candidates", "",
              f"Written by `scripts/benchmark_memory.py` on {time.strftime('%Y-%m-%d')}: `train.py` on {args.dataset} with "
@@ -70,6 +150,15 @@ def main(argv=None) -> int:
     for neg, span, glibc, rss, child in rows:
         lines.append(f"| {'glibc 1 MiB' if glibc else 'default'} | {neg} | {span} | {rss:.0f} | "
                      f"{100 * (rss - base[glibc]) / base[glibc]:+.1f} % | {child:.0f} |")
+    lines += ["", "## Where the memory goes", "",
+              "A fresh process, TIN fusion, the batch of the 16 longest training sentences; growth of its resident "
+              "set after each stage (the forward keeps every stage's graph for the backward). The training run's "
+              "peak above this sum is freed memory that glibc's heap keeps for reuse, fragmented by batches of "
+              "different shapes.", "", "| stage | MB | cumulative MB |", "|---|---|---|"]
+    total = 0.0
+    for what, mb in stages:
+        total += mb
+        lines.append(f"| {what} | {mb:+.0f} | {total:.0f} |")
     write_report(args.out, lines)
     return 0
 

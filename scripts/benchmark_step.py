@@ -25,6 +25,7 @@ from aste.evaluator import Evaluator  # noqa: E402
 from aste.input_reader import read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
 from aste.sampling import ASTEDataset, LengthBucketSampler, collate  # noqa: E402
+from aste.span_ops import RangeMax  # noqa: E402
 from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
@@ -151,7 +152,7 @@ def main(argv=None):
 
             # the pair head alone: it reads the span head's range-max table and pooled spans, which are
             # built once here (their cost is the span head's); backward runs into the table's input
-            table, _ = model.span_inputs(batch, feats.detach().requires_grad_())
+            table = RangeMax(feats.detach().requires_grad_())
             with torch.no_grad():
                 _, pooled, width = model.span_head(table, batch["spans"], model.span_inputs(batch, feats)[1])
             rows["pair_head"].append(timed(fwd_bwd(lambda p, w: model.pair_head(table, batch["spans"], p, w, batch["pairs"]),
