@@ -132,9 +132,9 @@ def main(argv=None) -> int:
             summary = json.load(open(os.path.join(tmp, args.dataset, name, "config.json")))["summary"]
             rows.append((neg, span, glibc, summary["peak_rss_mb"], summary["children_peak_rss_mb"]))
             print(rows[-1], flush=True)
-    child = subprocess.run([sys.executable, os.path.abspath(__file__), "--breakdown_child", "--dataset", args.dataset],
+    probe = subprocess.run([sys.executable, os.path.abspath(__file__), "--breakdown_child", "--dataset", args.dataset],
                            cwd=ROOT, check=True, capture_output=True, text=True)
-    stages = json.loads(child.stdout.strip().splitlines()[-1])
+    stages = json.loads(probe.stdout.strip().splitlines()[-1])
     base = {glibc: rss for neg, span, glibc, rss, _ in rows if (neg, span) == SETTINGS[0]}
     lines = ["# Peak memory vs number of span candidates", "",
              f"Written by `scripts/benchmark_memory.py` on {time.strftime('%Y-%m-%d')}: `train.py` on {args.dataset} with "
@@ -153,8 +153,8 @@ def main(argv=None) -> int:
     lines += ["", "## Where the memory goes", "",
               "A fresh process, TIN fusion, the batch of the 16 longest training sentences; growth of its resident "
               "set after each stage (the forward keeps every stage's graph for the backward). The training run's "
-              "peak above this sum is freed memory that glibc's heap keeps for reuse, fragmented by batches of "
-              "different shapes.", "", "| stage | MB | cumulative MB |", "|---|---|---|"]
+              "peak above this sum is memory freed by earlier steps that glibc's heap keeps for reuse but cannot "
+              "always reuse (batches of different shapes fragment it).", "", "| stage | MB | cumulative MB |", "|---|---|---|"]
     total = 0.0
     for what, mb in stages:
         total += mb
