@@ -1,7 +1,10 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
     python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 --tuning "Results/14res/tune-*" \
-        --comparison "Results/14res/cmp-*" --extra "Results/14res/negall-*" "Results/14res/aste-*"
+        --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
+        --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
+        --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
+        --codecheck_after "Results/14res/codecheck-7097bf9-*" Results/14res/all-minilm-l6-v2-tin-seed42
 """
 from __future__ import annotations
 
@@ -31,6 +34,26 @@ def epoch_table(run: dict) -> str:
     return "\n".join(lines)
 
 
+def codecheck_table(before: list[dict], after: list[dict]) -> list[str]:
+    """Dev and test triplet F1 per seed, code before vs after a change, with the means over seeds run with both."""
+    old = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in before}
+    new = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in after}
+    lines = [f"| seed | before ({commits(before)}) dev | before test | after ({commits(after)}) dev | after test | "
+             "test difference |", "|---|---|---|---|---|---|"]
+    both = sorted(set(old) & set(new))
+    for seed in both:
+        o, n = old[seed], new[seed]
+        lines.append(f"| {seed} | {o['dev_triplet_f1']:.2f} | {o['test_triplet_f1']:.2f} | {n['dev_triplet_f1']:.2f} | "
+                     f"{n['test_triplet_f1']:.2f} | {n['test_triplet_f1'] - o['test_triplet_f1']:+.2f} |")
+    if len(both) > 1:
+        def mean(runs, key):
+            return sum(runs[s][key] for s in both) / len(both)
+        lines.append(f"| mean of {len(both)} | {mean(old, 'dev_triplet_f1'):.2f} | {mean(old, 'test_triplet_f1'):.2f} | "
+                     f"{mean(new, 'dev_triplet_f1'):.2f} | {mean(new, 'test_triplet_f1'):.2f} | "
+                     f"{mean(new, 'test_triplet_f1') - mean(old, 'test_triplet_f1'):+.2f} |")
+    return lines
+
+
 def runs_from(patterns: list[str]) -> list[dict]:
     dirs = sorted({d for p in patterns for d in glob.glob(p) if os.path.isdir(d)})
     return [r for r in map(load_run, dirs) if r is not None]
@@ -44,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tuning_thresholds", default="Results/14res/tune-lr1e-4-tasklr3e-4",
                     help="run folder holding dev_threshold_*.json from --eval_only")
     ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
+    ap.add_argument("--codecheck_before", nargs="*", default=[],
+                    help="runs of one command with the code before a same-function change, several seeds (globs)")
+    ap.add_argument("--codecheck_after", nargs="*", default=[], help="the same runs with the code after it (globs)")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--out", default="Results/README.md")
     args = ap.parse_args(argv)
@@ -84,7 +110,8 @@ def main(argv=None) -> int:
         out += ["## How the learning-rate defaults were chosen (on dev)", "",
                 "14res, TIN, seed 42, 10 epochs, the reference command with the flags shown; run two at a time "
                 f"with one thread each (their seconds are not comparable), at commit {commits(tuning)} plus the "
-                "working-tree change that introduced them (the same model code as the reference run). The defaults "
+                "working-tree change that introduced them (release 0.2.0; the reference run above computes the same "
+                "function in another summation order, see \"Same model, two code versions\"). The defaults "
                 f"(`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`) are the row with the best **dev** triplet F1; the test column was "
                 "not looked at for the choice.", "", table, ""]
         thresholds = sorted(glob.glob(os.path.join(args.tuning_thresholds, "dev_threshold_*.json")))
@@ -100,7 +127,7 @@ def main(argv=None) -> int:
         table, _ = summarize(comparison)
         out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
                 "Same seed and epochs as the reference run. The plain TIN row is the reference run itself (alone "
-                "on both cores); the other runs were made two or three at a time with one thread each, so their "
+                "on both cores; made with a later commit that computes the same function, see below); the other runs were made two or three at a time with one thread each, so their "
                 "seconds are not comparable with it nor with each other: see `benchmarks/` for timings taken "
                 f"alone. One seed per cell. Commit(s): {commits(comparison)}.", "", table, ""]
     extra = runs_from(args.extra)
@@ -114,6 +141,19 @@ def main(argv=None) -> int:
                 f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
                 "and its packed-sequence LSTM, which computes the same function).", "",
                 table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
+    before, after = runs_from(args.codecheck_before), runs_from(args.codecheck_after)
+    if before and after:
+        out += ["## Same model, two code versions: how far rounding alone moves one seed", "",
+                "The reference command (14res, TIN, 10 epochs) with the code before and after a change that computes "
+                "the same function with a different summation order (the span pooling's backward pass, 0.2.1; in "
+                "float64 the whole model's gradients agree with the old formulation, "
+                "`tests/test_modules.py::test_model_gradients_with_fast_and_naive_span_pooling_agree`). Each seed's two runs were made side by side with "
+                "the same thread count (seed 42: the reference runs, alone, 2 threads; others: one thread each). "
+                "Runs are deterministic on CPU, so the differences below are rounding differences, amplified "
+                "over 800 updates with dropout: the spread any single-seed comparison carries.", "",
+                *codecheck_table(before, after), "",
+                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ". The seed-42 'before' folder "
+                "holds the files of the earlier reference run (same command), copied unchanged from git history.", ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
                 f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]

@@ -94,3 +94,37 @@ def test_masked_bilstm_equals_packed_lstm():
     (got * g).sum().backward()
     (expected * g).sum().backward()
     torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-6, rtol=1e-5)
+
+
+class NaiveRangeMax:
+    """The per-range max written out (a loop over ranges: tests only), with RangeMax's interface."""
+
+    def __init__(self, h):
+        self.h = h
+
+    def query(self, batch, start, end):
+        return torch.stack([self.h[b, s:e].max(0).values for b, s, e in zip(batch.tolist(), start.tolist(), end.tolist())])
+
+
+def test_model_gradients_with_fast_and_naive_span_pooling_agree(tiny_bert_dir, monkeypatch):
+    """The whole model's loss and every parameter gradient, in float64 with dropout on: the argmax
+    table's backward computes the same function as differentiating the naive max (only the
+    summation order differs, which is what float64 makes invisible)."""
+    import models.d2e2s
+    model, tok = tiny_model(tiny_bert_dir, fusion="tin")
+    model.double().train()
+    batch, _ = batch_of(toy_sentences(), tok, train=True)
+
+    def grads():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)  # the same dropout masks in both passes
+        loss, _, _ = model.loss(batch, *model(batch))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    fast_loss, fast = grads()
+    monkeypatch.setattr(models.d2e2s, "RangeMax", NaiveRangeMax)
+    naive_loss, naive = grads()
+    assert torch.equal(fast_loss, naive_loss)
+    assert fast.keys() == naive.keys()
+    for name in fast:
+        assert torch.allclose(fast[name], naive[name], rtol=1e-9, atol=1e-12), name
