@@ -135,20 +135,32 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def git_commit() -> str | None:
+def git_commit(root: str | None = None) -> str | None:
     """HEAD's commit, read from .git directly: a `git` subprocess would be forked from this (large)
-    process, and the fork's resident set would be counted in the children's peak memory."""
-    git = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git")
+    process, and the fork's resident set would be counted in the children's peak memory. In a git
+    worktree, .git is a file naming the worktree's own folder; branch refs live in the common one."""
+    git = os.path.join(root or os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git")
     try:
-        head = open(os.path.join(git, "HEAD"), encoding="utf-8").read().strip()
+        if os.path.isfile(git):  # worktree: "gitdir: <path>"
+            with open(git, encoding="utf-8") as f:
+                git = os.path.join(os.path.dirname(git), f.read().strip().removeprefix("gitdir:").strip())
+        common = git
+        if os.path.exists(os.path.join(git, "commondir")):
+            with open(os.path.join(git, "commondir"), encoding="utf-8") as f:
+                common = os.path.join(git, f.read().strip())
+        with open(os.path.join(git, "HEAD"), encoding="utf-8") as f:
+            head = f.read().strip()
         if not head.startswith("ref: "):
             return head
         ref = head[5:]
-        if os.path.exists(os.path.join(git, ref)):
-            return open(os.path.join(git, ref), encoding="utf-8").read().strip()
-        for line in open(os.path.join(git, "packed-refs"), encoding="utf-8"):
-            if line.strip().endswith(" " + ref):
-                return line.split()[0]
+        for folder in (git, common):
+            if os.path.exists(os.path.join(folder, ref)):
+                with open(os.path.join(folder, ref), encoding="utf-8") as f:
+                    return f.read().strip()
+        with open(os.path.join(common, "packed-refs"), encoding="utf-8") as f:
+            for line in f:
+                if line.strip().endswith(" " + ref):
+                    return line.split()[0]
     except OSError:
         pass
     return None

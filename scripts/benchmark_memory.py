@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,7 +97,6 @@ def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
     mark(f"forward: span + pair heads ({b['spans'].shape[0]} spans, {b['pairs'].shape[0]} pairs)")
     loss, _, _ = model.loss(b, span_logits, pair_logits)
     loss.backward()  # its peak: gradients (1 x weights) allocated while activations are being freed
-    import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("backward: peak above the forward (gradients reuse the buffers above)", peak - last[0]))
     return rows

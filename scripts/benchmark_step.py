@@ -6,8 +6,8 @@
 Stages are timed in isolation on the same real batch: each stage's forward + backward (with its
 inputs detached and a random output gradient), so they add up to roughly a whole step; the whole
 step (forward, loss, backward, optimizer) is timed as it runs in training. The span head's stage
-includes the range-max table both heads read; the pair head's stage is the pair head alone. Median over repeats after
-warm-up. Writes a markdown table to Results/benchmarks/step.md (appends a section per config).
+includes the range-max table both heads read; the pair head's stage is the pair head alone. Median
+over repeats after warm-up. Writes a markdown table to Results/benchmarks/step.md (appends a section per config).
 """
 from __future__ import annotations
 

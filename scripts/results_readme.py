@@ -153,7 +153,9 @@ def main(argv=None) -> int:
                 "over 800 updates with dropout: the spread any single-seed comparison carries.", "",
                 *codecheck_table(before, after), "",
                 "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ". The seed-42 'before' folder "
-                "holds the files of the earlier reference run (same command), copied unchanged from git history.", ""]
+                "holds the files of the earlier reference run (same command), copied unchanged from git history. The "
+                "'before' runs of seeds 1 and 2 ran in a git worktree at 8b562f1 (their folder names), whose commit "
+                "that version's `config.json` could not read (`unknown`; fixed in 0.2.1).", ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
                 f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]

@@ -207,3 +207,26 @@ def test_resume_refuses_changed_flags(tmp_path):
     check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--threads", "2"]))
     with pytest.raises(SystemExit, match=r"--lr was 0.0002, now 0.0001"):
         check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--resume"]))
+
+
+def test_git_commit_in_checkout_and_worktrees(tmp_path):
+    """config.json's git_commit is read from .git without a subprocess; it must also work in a git
+    worktree (where .git is a file) on a branch and detached, and with packed refs."""
+    from aste.trainer import git_commit
+
+    def git(*args, cwd=tmp_path / "repo"):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    (tmp_path / "repo").mkdir()
+    git("init", "-q", "-b", "main")
+    (tmp_path / "repo" / "f.txt").write_text("x")
+    git("add", "f.txt")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_commit(str(tmp_path / "repo")) == head
+    git("worktree", "add", "-q", "-b", "side", str(tmp_path / "wt_branch"))
+    git("worktree", "add", "-q", "--detach", str(tmp_path / "wt_detached"), head)
+    assert git_commit(str(tmp_path / "wt_branch")) == head
+    assert git_commit(str(tmp_path / "wt_detached")) == head
+    git("pack-refs", "--all")
+    assert git_commit(str(tmp_path / "repo")) == head and git_commit(str(tmp_path / "wt_branch")) == head
