@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from scripts.bench_utils import write_report  # noqa: E402
+from scripts.bench_utils import staged_forward, write_report  # noqa: E402
 SETTINGS = [(100, 8), (400, 8), (100, 12)]
 # glibc's own tunables (no code change): a fixed 1 MiB mmap/trim threshold hands freed activation
 # buffers back to the OS instead of keeping them in its heap (more page faults, so some speed)
@@ -55,7 +55,7 @@ def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
     from aste.parsing import add_parses
     from aste.sampling import ASTEDataset, collate
     from models.d2e2s import D2E2S, ModelConfig
-    from models.encoder import load_encoder, load_tokenizer, pool_subwords
+    from models.encoder import load_encoder, load_tokenizer
     torch.manual_seed(0)
     tokenizer = load_tokenizer("all-MiniLM-L6-v2")
     sentences = read_sentences(os.path.join(ROOT, "data", "d2e2s", dataset, "train_dep_triple_polarity_result.json"))
@@ -78,24 +78,13 @@ def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
     opt.zero_grad(set_to_none=True)  # freed, but the heap keeps most of it for the backward below
     mark("gradients + AdamW state (3 x weights)")
     model.train()
-    mask = b["word_mask"]
-    h = model.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-    mark(f"forward: encoder ({tuple(b['input_ids'].shape)} subwords)")
-    words = pool_subwords(h, b["subword_word"], mask.shape[1])
-    context = model.lstm_dropout(model.lstm(words, mask))
-    mark(f"forward: word pooling + BiLSTM ({tuple(mask.shape)} words)")
-    h_syn, h_sem = model.syn_gcn(context, b["dep_adj"], mask), model.sem_gcn(context, mask)
-    mark("forward: syntactic + semantic GCN")
-    fused = model.fusion(model.word_proj(words), h_syn, h_sem, mask)
-    mark(f"forward: fusion ({fusion})")
-    att, _ = model.self_attention(fused, fused, fused, key_padding_mask=~mask, need_weights=False)
-    feats = (fused + att) * mask.unsqueeze(-1).to(fused.dtype)
-    mark("forward: self-attention")
-    table, ctx = model.span_inputs(b, feats)
-    span_logits, pooled, width = model.span_head(table, b["spans"], ctx)
-    pair_logits = model.pair_head(table, b["spans"], pooled, width, b["pairs"])
-    mark(f"forward: span + pair heads ({b['spans'].shape[0]} spans, {b['pairs'].shape[0]} pairs)")
-    loss, _, _ = model.loss(b, span_logits, pair_logits)
+    labels = {"encoder": f"forward: encoder ({tuple(b['input_ids'].shape)} subwords)",
+              "bilstm": f"forward: word pooling + BiLSTM ({tuple(b['word_mask'].shape)} words)",
+              "gcns": "forward: syntactic + semantic GCN", "fusion": f"forward: fusion ({fusion})",
+              "self_attention": "forward: self-attention",
+              "heads": f"forward: span + pair heads ({b['spans'].shape[0]} spans, {b['pairs'].shape[0]} pairs)"}
+    out = staged_forward(model, b, lambda stage, _: mark(labels[stage]))
+    loss, _, _ = model.loss(b, out["span_logits"], out["pair_logits"])
     loss.backward()  # its peak: gradients (1 x weights) allocated while activations are being freed
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows.append(("backward: peak above the forward (gradients reuse the buffers above)", peak - last[0]))

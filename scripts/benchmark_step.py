@@ -30,7 +30,7 @@ from aste.trainer import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402
-from scripts.bench_utils import sync  # noqa: E402
+from scripts.bench_utils import staged_forward, sync  # noqa: E402
 
 
 def fwd_bwd(fn, *inputs):
@@ -131,14 +131,10 @@ def main(argv=None):
                 return model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             rows["encoder"].append(timed(lambda: enc_fn().sum().backward(), device, args.repeats))
             encoder_only.append(rows["encoder"][-1])
-            with torch.no_grad():
-                h = enc_fn()
-                words = pool_subwords(h, batch["subword_word"], W)
-                ctx = model.lstm(words, mask)
-                h_syn = model.syn_gcn(ctx, batch["dep_adj"], mask)
-                h_sem = model.sem_gcn(ctx, mask)
-                fused = model.fusion(words, h_syn, h_sem, mask)
-                feats = model.features(batch)
+            with torch.no_grad():  # every stage's input, from one forward pass
+                stage = staged_forward(model, batch)
+            h, words, ctx, h_syn, h_sem, fused, feats = (stage[k] for k in ("h", "words", "context", "h_syn", "h_sem",
+                                                                            "fused", "feats"))
             rows["bilstm"].append(timed(fwd_bwd(lambda hh: model.lstm(pool_subwords(hh, batch["subword_word"], W), mask), h), device, args.repeats))
             rows["syntactic_gcn"].append(timed(fwd_bwd(lambda c: model.syn_gcn(c, batch["dep_adj"], mask), ctx), device, args.repeats))
             rows["semantic_gcn"].append(timed(fwd_bwd(lambda c: model.sem_gcn(c, mask), ctx), device, args.repeats))
@@ -153,10 +149,8 @@ def main(argv=None):
             # the pair head alone: it reads the span head's range-max table and pooled spans, which are
             # built once here (their cost is the span head's); backward runs into the table's input
             table = RangeMax(feats.detach().requires_grad_())
-            with torch.no_grad():
-                _, pooled, width = model.span_head(table, batch["spans"], model.span_inputs(batch, feats)[1])
             rows["pair_head"].append(timed(fwd_bwd(lambda p, w: model.pair_head(table, batch["spans"], p, w, batch["pairs"]),
-                                                   pooled, width), device, args.repeats))
+                                                   stage["pooled"], stage["width"]), device, args.repeats))
 
         rows["step"].append(timed(lambda: step_on(batch), device, args.repeats))
 

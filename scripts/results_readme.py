@@ -121,7 +121,7 @@ def main(argv=None) -> int:
             out += [f"`--sen_filter_threshold` on the checkpoint of `{args.tuning_thresholds}` (`train.py --eval_only "
                     "--checkpoint RUN --test_file <dev file> --sen_filter_threshold T`, files `dev_threshold_T.json` "
                     "there), dev triplet F1: " + ", ".join(cells) + f". The default "
-                    f"{option_defaults()['sen_filter_threshold']:g} was kept.", ""]
+                    f"{defaults['sen_filter_threshold']:g} was kept.", ""]
     comparison = runs_from(args.comparison)
     if comparison:
         table, _ = summarize(comparison)
@@ -150,11 +150,12 @@ def main(argv=None) -> int:
                 "`tests/test_modules.py::test_model_gradients_with_fast_and_naive_span_pooling_agree`). Each seed's two runs were made side by side with "
                 "the same thread count (seed 42: the reference runs, alone, 2 threads; others: one thread each). "
                 "Runs are deterministic on CPU, so the differences below are rounding differences, amplified "
-                "over 800 updates with dropout: the spread any single-seed comparison carries.", "",
+                f"over {core['cfg']['args']['epochs']} epochs of updates with dropout: the spread any single-seed "
+                "comparison carries.", "",
                 *codecheck_table(before, after), "",
                 "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ". The seed-42 'before' folder "
                 "holds the files of the earlier reference run (same command), copied unchanged from git history. The "
-                "'before' runs of seeds 1 and 2 ran in a git worktree at 8b562f1 (their folder names), whose commit "
+                "'before' runs of the other seeds ran in a git worktree at the commit their folder names give, which "
                 "that version's `config.json` could not read (`unknown`; fixed in 0.2.1).", ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"

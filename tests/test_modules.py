@@ -128,3 +128,18 @@ def test_model_gradients_with_fast_and_naive_span_pooling_agree(tiny_bert_dir, m
     assert fast.keys() == naive.keys()
     for name in fast:
         assert torch.allclose(fast[name], naive[name], rtol=1e-9, atol=1e-12), name
+
+
+def test_benchmarks_staged_forward_is_the_model_forward(tiny_bert_dir):
+    """The benchmarks time and measure the model stage by stage through scripts.bench_utils.staged_forward;
+    it must compute exactly what D2E2S.forward computes."""
+    from scripts.bench_utils import staged_forward
+    model, tok = tiny_model(tiny_bert_dir, fusion="tin")
+    model.eval()
+    batch, _ = batch_of(toy_sentences(), tok, train=True)
+    seen = []
+    out = staged_forward(model, batch, lambda stage, _: seen.append(stage))
+    span_logits, pair_logits = model(batch)
+    assert seen == ["encoder", "bilstm", "gcns", "fusion", "self_attention", "heads"]
+    assert torch.equal(out["feats"], model.features(batch))
+    assert torch.equal(out["span_logits"], span_logits) and torch.equal(out["pair_logits"], pair_logits)
