@@ -20,6 +20,7 @@ from torch import nn
 from aste.encoding import ASPECT, OPINION
 from aste.span_ops import RangeMax
 
+from .dropout import Dropout, use_fast_cpu_dropout
 from .encoder import pool_subwords
 from .fusion import build_fusion
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
@@ -69,10 +70,10 @@ class D2E2S(nn.Module):
     def __init__(self, encoder: nn.Module, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder
+        self.encoder = use_fast_cpu_dropout(encoder)
         M = cfg.width
         self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.lstm_dropout)
-        self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
+        self.lstm_dropout = Dropout(cfg.lstm_dropout)
         self.word_proj = nn.Identity() if cfg.encoder_dim == M else nn.Linear(cfg.encoder_dim, M)
         self.syn_gcn = SyntacticGCN(M, cfg.gcn_layers, cfg.gcn_dropout)
         semgcn = EnhancedSemanticGCN if cfg.enhanced_semgcn else SemanticGCN
@@ -81,7 +82,7 @@ class D2E2S(nn.Module):
                                    cfg.cross_attention_window, cfg.attention_dropout)
         self.self_attention = nn.MultiheadAttention(M, cfg.attention_heads, dropout=cfg.attention_dropout,
                                                     batch_first=True)
-        self.head_dropout = nn.Dropout(cfg.prop_drop)
+        self.head_dropout = Dropout(cfg.prop_drop)
         self.span_head = SpanClassifier(M, cfg.size_embedding)
         self.pair_head = PairClassifier(M, cfg.size_embedding)
         self.loss_weights = UncertaintyWeighting(2) if cfg.loss_weighting == "uncertainty" else None

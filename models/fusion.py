@@ -7,9 +7,9 @@ zero, and real positions never depend on padding.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout, scaled_dot_product_attention
 from .lstm import MaskedBiLSTM
 
 
@@ -30,8 +30,8 @@ class CrossAttention(nn.Module):
         B, W, M = query.shape
         q = self.q(query).view(B, W, self.heads, -1).transpose(1, 2)
         k, v = self.kv(context).view(B, W, 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.out(out.transpose(1, 2).reshape(B, W, M))
 
 
@@ -78,7 +78,7 @@ class CrossAttentionFusion(nn.Module):
         self.sem_to_syn = CrossAttention(dim, heads, dropout)
         self.syn_to_sem = self.sem_to_syn if share_weights else CrossAttention(dim, heads, dropout)
         self.fuse = nn.Linear(2 * dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x, h_syn, h_sem, word_mask):
         sem = self.norm_sem(x + h_sem)
@@ -99,7 +99,7 @@ class LightweightCrossAttentionFusion(nn.Module):
         self.norm_sem, self.norm_syn = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.sem_to_syn = CrossAttention(dim, heads, dropout)
         self.fuse = nn.Linear(2 * dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x, h_syn, h_sem, word_mask):
         sem = self.norm_sem(x + h_sem)

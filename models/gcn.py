@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout
+
 
 def gcn_layer(adj: torch.Tensor, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """relu(W (A x) / deg): D2E2S/ASGCN-style row-normalised propagation (A includes self loops)."""
@@ -22,7 +24,7 @@ class SyntacticGCN(nn.Module):
     def __init__(self, dim: int, layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, dep_adj: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         adj = dep_adj.to(x.dtype)
@@ -56,7 +58,7 @@ class SemanticGCN(nn.Module):
         self.heads = heads
         self.qk = nn.Linear(dim, 2 * dim)  # query and key projections fused into one matmul
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def head_scores(self, x: torch.Tensor) -> torch.Tensor:
         B, W, M = x.shape

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .dropout import Dropout
+
 
 def reverse_within_length(word_mask: torch.Tensor) -> torch.Tensor:
     """(B, W) index that reverses each row's real positions and leaves padding in place."""
@@ -34,7 +36,7 @@ class MaskedBiLSTM(nn.Module):
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         keep = word_mask.unsqueeze(-1).to(x.dtype)
