@@ -12,6 +12,7 @@ Model selection uses dev triplet F1 only; test is reported at that epoch.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -126,6 +127,26 @@ def can_compile(device: torch.device) -> tuple[bool, str]:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process, MB (Linux ru_maxrss, KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    if platform.system() != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # another C library (musl)
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+def release_free_heap() -> bool:
+    """Hand the pages glibc's heap holds free back to the OS (malloc_trim), once per epoch: batches
+    of different shapes fragment the heap, and without this the resident set of a long run creeps up
+    epoch after epoch. (Per step it would cost ~10 % of the time in page faults.) Returns whether
+    memory was released; where there is no glibc it does nothing."""
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
 
 
 def children_peak_rss_mb() -> float:
@@ -306,6 +327,7 @@ def any_rank(flag: bool, dist: Distributed, device) -> bool:
 def train_epoch(model, loader, optimizer, scheduler, scaler, args, device, autocast_dtype, state: TrainState,
                 epoch: int, writer=None, dist: Distributed | None = None) -> dict:
     dist = dist or Distributed()
+    release_free_heap()
     model.train()
     totals = {"loss": 0.0, "span_loss": 0.0, "pair_loss": 0.0, "steps": 0, "skipped_steps": 0}
     bad_in_row = 0

@@ -34,7 +34,7 @@ def drop_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     # random_(-2**63, None) draws from the full 64-bit range, so both 32-bit halves are uniform
     bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2 ** 63), None)
     halves = bits.view(torch.int32)[:n].view(shape)
-    return halves < _INT32_MIN + round(p * 2 ** 32)
+    return halves < _INT32_MIN + min(round(p * 2 ** 32), 2 ** 32 - 1)  # p within 2^-33 of 1: 1 - 2^-32
 
 
 class _DropScale(torch.autograd.Function):

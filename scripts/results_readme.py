@@ -3,8 +3,10 @@
     python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 --tuning "Results/14res/tune-*" \
         --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
         --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
-        --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
-        --codecheck_after "Results/14res/codecheck-7097bf9-*" Results/14res/all-minilm-l6-v2-tin-seed42
+        --codecheck 0.2.1 --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
+        --codecheck_after "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
+        --codecheck 0.2.2 --codecheck_before "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
+        --codecheck_after "Results/14res/codecheck-f3e2cc0-*" Results/14res/all-minilm-l6-v2-tin-seed42
 """
 from __future__ import annotations
 
@@ -18,6 +20,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.evaluator import sentiment_table  # noqa: E402
 from scripts.summarize import commits, load_run, option_defaults, summarize  # noqa: E402
+
+
+# What each checked release changed, for its section of "Same model, two code versions"
+CODE_CHANGES = {
+    "0.2.1": ("The span pooling's backward pass: the same function with a different summation order (in float64 "
+              "the whole model's gradients agree with the old formulation, "
+              "`tests/test_modules.py::test_model_gradients_with_fast_and_naive_span_pooling_agree`), so the "
+              "differences are rounding differences. The 'before' runs of seeds 1 and 2 ran in a git worktree "
+              "at the commit their folder names give, which that version's `config.json` could not read "
+              "(`unknown`; fixed in 0.2.1)."),
+    "0.2.2": ("The CPU dropout mask (`models/dropout.py`): the same drop probability and scaling, drawn from "
+              "other random bits, so every dropout mask differs from the first step on; the encoder's attention "
+              "under dropout is now written out (scores, softmax, mask, matmul), which also rounds slightly "
+              "differently from torch's own math path. The differences are those between two draws of the "
+              "same training randomness."),
+}
 
 
 def epoch_table(run: dict) -> str:
@@ -67,9 +85,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tuning_thresholds", default="Results/14res/tune-lr1e-4-tasklr3e-4",
                     help="run folder holding dev_threshold_*.json from --eval_only")
     ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
-    ap.add_argument("--codecheck_before", nargs="*", default=[],
-                    help="runs of one command with the code before a same-function change, several seeds (globs)")
-    ap.add_argument("--codecheck_after", nargs="*", default=[], help="the same runs with the code after it (globs)")
+    ap.add_argument("--codecheck", action="append", default=[], choices=sorted(CODE_CHANGES),
+                    help="a release whose code change is checked: one section per --codecheck, in order")
+    ap.add_argument("--codecheck_before", nargs="+", action="append", default=[],
+                    help="runs with the code before that release (globs; once per --codecheck)")
+    ap.add_argument("--codecheck_after", nargs="+", action="append", default=[],
+                    help="the same commands with the release's code (globs; once per --codecheck)")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--out", default="Results/README.md")
     args = ap.parse_args(argv)
@@ -141,22 +162,21 @@ def main(argv=None) -> int:
                 f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
                 "and its packed-sequence LSTM, which computes the same function).", "",
                 table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
-    before, after = runs_from(args.codecheck_before), runs_from(args.codecheck_after)
-    if before and after:
-        out += ["## Same model, two code versions: how far rounding alone moves one seed", "",
-                "The reference command (14res, TIN, 10 epochs) with the code before and after a change that computes "
-                "the same function with a different summation order (the span pooling's backward pass, 0.2.1; in "
-                "float64 the whole model's gradients agree with the old formulation, "
-                "`tests/test_modules.py::test_model_gradients_with_fast_and_naive_span_pooling_agree`). Each seed's two runs were made side by side with "
-                "the same thread count (seed 42: the reference runs, alone, 2 threads; others: one thread each). "
-                "Runs are deterministic on CPU, so the differences below are rounding differences, amplified "
-                f"over {core['cfg']['args']['epochs']} epochs of updates with dropout: the spread any single-seed "
-                "comparison carries.", "",
-                *codecheck_table(before, after), "",
-                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ". The seed-42 'before' folder "
-                "holds the files of the earlier reference run (same command), copied unchanged from git history. The "
-                "'before' runs of the other seeds ran in a git worktree at the commit their folder names give, which "
-                "that version's `config.json` could not read (`unknown`; fixed in 0.2.1).", ""]
+    if not len(args.codecheck) == len(args.codecheck_before) == len(args.codecheck_after):
+        raise SystemExit("error: give --codecheck_before and --codecheck_after once per --codecheck")
+    if args.codecheck:
+        out += ["## Same model, two code versions: how far one seed moves", "",
+                "The reference command (14res, TIN, 10 epochs) with the code before and after a change, seed by seed. "
+                "Each seed's two runs were made with the same thread count (seed 42: the reference runs, alone, "
+                "2 threads; others: one thread each, two runs side by side). Runs are deterministic on CPU, so each "
+                "difference below comes from the change alone, amplified over "
+                f"{core['cfg']['args']['epochs']} epochs of updates: the spread any single-seed comparison carries. "
+                "A seed-42 'before' folder holds the files of the earlier reference run (same command), copied "
+                "unchanged from git history.", ""]
+    for release, before_globs, after_globs in zip(args.codecheck, args.codecheck_before, args.codecheck_after):
+        before, after = runs_from(before_globs), runs_from(after_globs)
+        out += [f"### Release {release}", "", CODE_CHANGES[release], "", *codecheck_table(before, after), "",
+                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ".", ""]
     if os.path.exists(args.sweep_summary):
         out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
                 f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]
