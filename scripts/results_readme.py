@@ -6,7 +6,7 @@
         --codecheck 0.2.1 --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
         --codecheck_after "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
         --codecheck 0.2.2 --codecheck_before "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
-        --codecheck_after "Results/14res/codecheck-f3e2cc0-*" Results/14res/all-minilm-l6-v2-tin-seed42
+        --codecheck_after "Results/14res/codecheck-f768416-*" Results/14res/all-minilm-l6-v2-tin-seed42
 """
 from __future__ import annotations
 
@@ -131,8 +131,9 @@ def main(argv=None) -> int:
         out += ["## How the learning-rate defaults were chosen (on dev)", "",
                 "14res, TIN, seed 42, 10 epochs, the reference command with the flags shown; run two at a time "
                 f"with one thread each (their seconds are not comparable), at commit {commits(tuning)} plus the "
-                "working-tree change that introduced them (release 0.2.0; the reference run above computes the same "
-                "function in another summation order, see \"Same model, two code versions\"). The defaults "
+                "working-tree change that introduced them (release 0.2.0; the reference run above is the same model "
+                "made with later code, whose rounding and dropout masks differ: see \"Same model, two code versions\"). "
+                "The defaults "
                 f"(`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`) are the row with the best **dev** triplet F1; the test column was "
                 "not looked at for the choice.", "", table, ""]
         thresholds = sorted(glob.glob(os.path.join(args.tuning_thresholds, "dev_threshold_*.json")))
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         table, _ = summarize(comparison)
         out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
                 "Same seed and epochs as the reference run. The plain TIN row is the reference run itself (alone "
-                "on both cores; made with a later commit that computes the same function, see below); the other runs were made two or three at a time with one thread each, so their "
+                "on both cores; the same model made with later code, whose rounding and dropout masks differ, see below); the other runs were made two or three at a time with one thread each, so their "
                 "seconds are not comparable with it nor with each other: see `benchmarks/` for timings taken "
                 f"alone. One seed per cell. Commit(s): {commits(comparison)}.", "", table, ""]
     extra = runs_from(args.extra)
