@@ -142,9 +142,9 @@ def _glibc():
 
 def release_free_heap() -> bool:
     """Hand the pages glibc's heap holds free back to the OS (malloc_trim), once per epoch: batches
-    of different shapes fragment the heap, and without this the resident set of a long run creeps up
-    epoch after epoch. (Per step it would cost ~10 % of the time in page faults.) Returns whether
-    memory was released; where there is no glibc it does nothing."""
+    of different shapes fragment the heap, so the resident set of a long run creeps up epoch after
+    epoch; this slows that growth (within an epoch it still grows). Per step it would cost ~10 % of
+    the time in page faults. Returns whether memory was released; without glibc it does nothing."""
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
 

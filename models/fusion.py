@@ -15,7 +15,8 @@ from .lstm import MaskedBiLSTM
 
 class CrossAttention(nn.Module):
     """Multi-head attention of `query` over `context` through scaled_dot_product_attention (no
-    attention matrix is kept). Key and value projections are fused into one matmul."""
+    attention matrix is kept, except when training on CPU, where dropout sends torch's SDPA to its
+    math path too; models/dropout.py). Key and value projections are fused into one matmul."""
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.1):
         super().__init__()
