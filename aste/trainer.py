@@ -124,6 +124,12 @@ def can_compile(device: torch.device) -> tuple[bool, str]:
     return True, ""
 
 
+def rss_mb() -> float:
+    """Current resident memory of this process, MB (Linux /proc/self/status)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process, MB (Linux ru_maxrss, KB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -143,8 +149,8 @@ def _glibc():
 def release_free_heap() -> bool:
     """Hand the pages glibc's heap holds free back to the OS (malloc_trim), once per epoch: batches
     of different shapes fragment the heap, so the resident set of a long run creeps up epoch after
-    epoch; this slows that growth (within an epoch it still grows). Per step it would cost ~10 % of
-    the time in page faults. Returns whether memory was released; without glibc it does nothing."""
+    epoch; this slows that growth (within an epoch it still grows). Not per step: every step would
+    then fault the released pages back in. Returns whether memory was released; without glibc it does nothing."""
     libc = _glibc()
     return libc is not None and bool(libc.malloc_trim(0))
 

@@ -1,10 +1,10 @@
 """Dropout with a cheaper random mask on CPU.
 
 On CPU, torch's dropout draws its mask with `bernoulli_`: one double-precision uniform per element
-from a serial Mersenne Twister, about 16 ns per element. In a MiniLM training step on this
-project's 2-core machine that was ~10 % of the step (28 dropout calls per step, 19 of them in the
-encoder). Here one int64 `random_` gives the bits for two elements: each 32-bit half is compared
-with round(p * 2^32), so an element is dropped with probability p (exact to 2^-32) and the kept
+from a serial Mersenne Twister; in a profile of cross-attention training steps on this project's
+2-core machine it was the costliest operation after the matrix products (most of the dropout layers
+are in the encoder). Here one int64 `random_` gives the bits for two elements: each 32-bit half is
+compared with round(p * 2^32), so an element is dropped with probability p (exact to 2^-32) and the kept
 ones are scaled by 1 / (1 - p), as in torch. The bits come from torch's default CPU generator,
 so `torch.manual_seed` and the RNG state saved in checkpoints still fix every mask.
 

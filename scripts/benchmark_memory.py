@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,21 +34,17 @@ SETTINGS = [(100, 8), (400, 8), (100, 12)]
 GLIBC_RETURN_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
 def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
     """Resident-set growth per stage in this (fresh) process: [(what, MB)]."""
     rows, last = [], [0.0]
 
-    def mark(what):
+    def mark(what):  # rss_mb is imported below, with torch
         now = rss_mb()
         rows.append((what, now - last[0]))
         last[0] = now
     import torch
     import transformers  # noqa: F401
+    from aste.trainer import peak_rss_mb, rss_mb
     mark("Python, torch, transformers (imports)")
     from aste.input_reader import read_sentences
     from aste.parsing import add_parses
@@ -86,8 +81,7 @@ def breakdown(dataset: str, fusion: str) -> list[tuple[str, float]]:
     out = staged_forward(model, b, lambda stage, _: mark(labels[stage]))
     loss, _, _ = model.loss(b, out["span_logits"], out["pair_logits"])
     loss.backward()  # its peak: gradients (1 x weights) allocated while activations are being freed
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows.append(("backward: peak above the forward (gradients reuse the buffers above)", peak - last[0]))
+    rows.append(("backward: peak above the forward (gradients reuse the buffers above)", peak_rss_mb() - last[0]))
     return rows
 
 

@@ -238,14 +238,10 @@ def test_release_free_heap_hands_freed_pages_back():
     Freed small tensors stay in the heap; after the call the resident set has dropped again."""
     import platform
 
-    from aste.trainer import _glibc, release_free_heap
+    from aste.trainer import _glibc, release_free_heap, rss_mb
     if platform.system() != "Linux" or _glibc() is None:
         assert release_free_heap() is False
         pytest.skip("no glibc here: release_free_heap does nothing")
-
-    def rss_mb():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
     release_free_heap()
     before = rss_mb()
     # 200 MB in 64 KB tensors: below glibc's mmap threshold, so they live in the heap
