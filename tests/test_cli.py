@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -251,3 +252,53 @@ def test_release_free_heap_hands_freed_pages_back():
     assert held - before > 150
     assert release_free_heap() is True
     assert rss_mb() - before < 50
+
+
+def test_heap_trim_steps_surround_the_largest_batches():
+    """On CPU the trainer also trims the heap just before and just after each batch of at least 0.6 of
+    the epoch's largest (padded subword count), the batches that set the resident peak."""
+    from aste.trainer import heap_trim_steps, padded_batch_sizes
+    # cut = 0.6 * 100 = 60: steps 2, 4, 6 are large; 3 and 5 follow one; 6 is the last step
+    assert heap_trim_steps([10, 100, 30, 65, 59, 100]) == {2, 3, 4, 5, 6}
+    assert heap_trim_steps([10, 100, 30], fraction=0.2) == {2, 3}  # 10 < 20
+    assert heap_trim_steps([]) == set()
+
+    class Lengths:
+        def lengths(self):
+            return [5, 9, 7, 3]
+    loader = SimpleNamespace(dataset=Lengths(), batch_sampler=[[0, 1], [2], [3, 2, 0]])
+    assert padded_batch_sizes(loader) == [2 * 9, 7, 3 * 7]
+
+
+def test_train_epoch_trims_the_heap_around_large_batches(monkeypatch):
+    """train_epoch calls release_free_heap at the start and before the steps heap_trim_steps names,
+    on CPU with --cpu_heap_trim large_batches (the default); only at the start with `epoch`."""
+    from functools import partial
+
+    from torch.utils.data import DataLoader
+
+    import aste.trainer as T
+    from aste.input_reader import Sentence, Triplet
+    from aste.sampling import ASTEDataset, ShuffledBatchSampler, collate
+    from helpers import tiny_model
+    from conftest import minilm_dir
+
+    model, tok = tiny_model(minilm_dir(), hidden_dim=16)
+    words = ["good", "soup", "and", "rude", "staff", "but", "nice", "view", "overall", "."]
+    sents = [Sentence(words[:n], [Triplet((1, 2), (0, 1), "POS")], [0] + [1] * (n - 1), f"s:{n}")
+             for n in (3, 10, 4, 9, 3, 3)]
+    ds = ASTEDataset(sents, tok, max_span_size=3, train=True)
+    sampler = ShuffledBatchSampler(ds.lengths(), 2, shuffle=True, seed=0)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=ds.pad_id))
+    expected = T.heap_trim_steps(T.padded_batch_sizes(loader))
+    assert expected and len(expected) < len(loader)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for policy, trims in (("large_batches", 1 + len(expected)), ("epoch", 1)):
+        calls = []
+        monkeypatch.setattr(T, "release_free_heap", lambda: calls.append(1) or True)
+        args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
+                               cpu_heap_trim=policy)
+        T.train_epoch(model, loader, opt, T.linear_schedule(opt, 0, 10), scaler, args, torch.device("cpu"), None,
+                      T.TrainState(), 1)
+        assert len(calls) == trims, policy

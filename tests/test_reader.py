@@ -163,3 +163,28 @@ def test_real_empty_token_sentence_trains_with_finite_loss():
     batch, _ = batch_of([s], tok, train=True)
     loss, span_loss, pair_loss = model.loss(batch, *model(batch))
     assert torch.isfinite(loss) and loss.item() < 20
+
+
+def test_parse_cache_hit_does_not_import_spacy(tmp_path):
+    """A file parsed once is read from the cache; the cache key names the pipeline's version, read
+    from package metadata, so a hit costs no spaCy import (memory and start-up)."""
+    import subprocess
+    import sys
+
+    from aste.input_reader import Sentence, Triplet
+    from aste.parsing import add_parses
+
+    def sentences():
+        return [Sentence(["The", "soup", "was", "great", "."], [Triplet((1, 2), (3, 4), "POS")], None, "f.txt:1")]
+
+    first = sentences()
+    add_parses(first, cache_dir=str(tmp_path))  # parses with spaCy and writes the cache
+    assert len(list(tmp_path.glob("parse-*.json"))) == 1
+    program = ("import sys\nfrom aste.input_reader import Sentence, Triplet\nfrom aste.parsing import add_parses\n"
+               "s = [Sentence(['The', 'soup', 'was', 'great', '.'], [Triplet((1, 2), (3, 4), 'POS')], None, 'f.txt:1')]\n"
+               f"add_parses(s, cache_dir={str(tmp_path)!r})\n"
+               "print(s[0].heads, 'spacy' in sys.modules)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, check=True,
+                         env=os.environ | {"PYTHONPATH": root}).stdout.split("\n")[-2]
+    assert out == f"{first[0].heads} False"
