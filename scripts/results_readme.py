@@ -6,7 +6,9 @@
         --codecheck 0.2.1 --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
         --codecheck_after "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
         --codecheck 0.2.2 --codecheck_before "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
-        --codecheck_after "Results/14res/codecheck-f768416-*" Results/14res/all-minilm-l6-v2-tin-seed42
+        --codecheck_after "Results/14res/codecheck-f768416-*" \
+        --codecheck 0.2.3 --codecheck_before Results/14res/codecheck-f768416-tin-seed42 \
+        --codecheck_after Results/14res/all-minilm-l6-v2-tin-seed42
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ CODE_CHANGES = {
               "under dropout is now written out (scores, softmax, mask, matmul), which also rounds slightly "
               "differently from torch's own math path. The differences are those between two draws of the "
               "same training randomness."),
+    "0.2.3": ("Host memory only: the heap is trimmed just before and after the largest batches of each CPU "
+              "epoch, and a parse-cache hit no longer imports spaCy. No arithmetic changes, so the same command "
+              "must give the same numbers (and the same training loss at every epoch, in `metrics.jsonl`)."),
 }
 
 
@@ -53,22 +58,29 @@ def epoch_table(run: dict) -> str:
 
 
 def codecheck_table(before: list[dict], after: list[dict]) -> list[str]:
-    """Dev and test triplet F1 per seed, code before vs after a change, with the means over seeds run with both."""
+    """Dev and test triplet F1 (and the run's peak RSS) per seed, code before vs after a change, with the
+    means over seeds run with both."""
     old = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in before}
     new = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in after}
     lines = [f"| seed | before ({commits(before)}) dev | before test | after ({commits(after)}) dev | after test | "
-             "test difference |", "|---|---|---|---|---|---|"]
+             "test difference | peak RSS MB before | after |", "|---|---|---|---|---|---|---|---|"]
     both = sorted(set(old) & set(new))
     for seed in both:
         o, n = old[seed], new[seed]
         lines.append(f"| {seed} | {o['dev_triplet_f1']:.2f} | {o['test_triplet_f1']:.2f} | {n['dev_triplet_f1']:.2f} | "
-                     f"{n['test_triplet_f1']:.2f} | {n['test_triplet_f1'] - o['test_triplet_f1']:+.2f} |")
+                     f"{n['test_triplet_f1']:.2f} | {n['test_triplet_f1'] - o['test_triplet_f1']:+.2f} | "
+                     f"{o['peak_rss_mb']:.0f} | {n['peak_rss_mb']:.0f} |")
     if len(both) > 1:
         def mean(runs, key):
             return sum(runs[s][key] for s in both) / len(both)
         lines.append(f"| mean of {len(both)} | {mean(old, 'dev_triplet_f1'):.2f} | {mean(old, 'test_triplet_f1'):.2f} | "
                      f"{mean(new, 'dev_triplet_f1'):.2f} | {mean(new, 'test_triplet_f1'):.2f} | "
-                     f"{mean(new, 'test_triplet_f1') - mean(old, 'test_triplet_f1'):+.2f} |")
+                     f"{mean(new, 'test_triplet_f1') - mean(old, 'test_triplet_f1'):+.2f} | | |")
+    losses = {r["cfg"]["args"]["seed"]: [h["loss"] for h in r["history"]] for r in before}
+    same = [seed for seed in both for r in after if r["cfg"]["args"]["seed"] == seed
+            and [h["loss"] for h in r["history"]] == losses[seed]]
+    lines += ["", f"Seeds whose training loss is identical at every epoch (`metrics.jsonl`): "
+                  f"{', '.join(map(str, same)) if same else 'none'}."]
     return lines
 
 
