@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--cpu_heap_trim", default="large_batches", choices=["large_batches", "epoch"],
                    help="CPU training with glibc: hand the heap's free pages back to the OS at each epoch start "
-                        "and just before and after each of the epoch's largest batches (lower peak memory, no "
-                        "measurable cost), or at each epoch start only (Results/benchmarks/heap.md)")
+                        "and just before and after each of the epoch's largest batches (lower peak memory; no measurable "
+                        "cost with --bucket_by_length), or at each epoch start only (Results/benchmarks/heap.md)")
 
     g = p.add_argument_group("output")
     g.add_argument("--results_dir", default="Results", help="runs go to <results_dir>/<dataset>/<run_name>/")

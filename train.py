@@ -21,7 +21,7 @@ from aste.evaluator import format_metrics, sentiment_table
 from aste.input_reader import ReadReport
 from models.d2e2s import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from Parameter import check_against_encoder, parse_args
+from Parameter import build_parser, check_against_encoder, parse_args
 
 log = logging.getLogger("aste")
 
@@ -71,12 +71,15 @@ def load_run(run_dir: str, device: torch.device):
 
 
 # flags that may differ between a run and its resumption (they do not change what is computed)
-RESUME_FREE = {"resume", "threads", "num_workers", "log_every", "tensorboard", "device", "results_dir", "run_name"}
+RESUME_FREE = {"resume", "threads", "num_workers", "log_every", "tensorboard", "device", "results_dir", "run_name",
+               "cpu_heap_trim"}
 
 
 def check_same_flags(run_dir: str, args) -> None:
     saved = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))["args"]
-    diff = {k: (saved.get(k), v) for k, v in vars(args).items() if k not in RESUME_FREE and saved.get(k) != v}
+    parser = build_parser()  # a flag added after the run was started: the run had its default
+    saved = {k: saved.get(k, parser.get_default(k)) for k in vars(args)}
+    diff = {k: (saved[k], v) for k, v in vars(args).items() if k not in RESUME_FREE and saved[k] != v}
     if diff:
         raise SystemExit("error: --resume with flags that differ from the run in " + run_dir + ": " +
                          ", ".join(f"--{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()))

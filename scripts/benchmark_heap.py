@@ -40,8 +40,10 @@ def run(tmp: str, name: str, flags: str, env: dict, args) -> list[dict]:
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", args.dataset, "--pretrained_deberta_name",
            "all-MiniLM-L6-v2", "--epochs", str(args.epochs), "--seed", "42", "--results_dir", tmp,
            "--run_name", name, "--no_checkpoint", *flags.split()]
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=os.environ | env)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # only the setting's own tunables
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=clean | env)
+    if done.returncode:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
     with open(os.path.join(tmp, args.dataset, name, "metrics.jsonl"), encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
                     rows.append((r, label, rec["epoch"], rec["train_seconds"], rec["peak_rss_mb"], rec["loss"]))
                     print(rows[-1], flush=True)
     lines = ["# Host memory vs heap trimming (CPU training)", "",
-             f"Written by `scripts/benchmark_heap.py` on {time.strftime('%Y-%m-%d')} on this machine (2 CPU cores): "
+             f"Written by `scripts/benchmark_heap.py` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores): "
              f"`train.py` on {args.dataset}, offline MiniLM encoder, TIN, batch 16, the whole training set, "
              f"{args.epochs} epochs with dev and test evaluation after each, no checkpoint; each run a fresh process. "
              "Peak RSS is the training process's peak so far (getrusage), read after each epoch's evaluation. "

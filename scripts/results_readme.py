@@ -77,8 +77,8 @@ def codecheck_table(before: list[dict], after: list[dict]) -> list[str]:
                      f"{mean(new, 'dev_triplet_f1'):.2f} | {mean(new, 'test_triplet_f1'):.2f} | "
                      f"{mean(new, 'test_triplet_f1') - mean(old, 'test_triplet_f1'):+.2f} | | |")
     losses = {r["cfg"]["args"]["seed"]: [h["loss"] for h in r["history"]] for r in before}
-    same = [seed for seed in both for r in after if r["cfg"]["args"]["seed"] == seed
-            and [h["loss"] for h in r["history"]] == losses[seed]]
+    same = sorted({seed for seed in both for r in after if r["cfg"]["args"]["seed"] == seed
+                   and [h["loss"] for h in r["history"]] == losses[seed]})
     lines += ["", f"Seeds whose training loss is identical at every epoch (`metrics.jsonl`): "
                   f"{', '.join(map(str, same)) if same else 'none'}."]
     return lines

@@ -209,6 +209,13 @@ def test_resume_refuses_changed_flags(tmp_path):
     check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--threads", "2"]))
     with pytest.raises(SystemExit, match=r"--lr was 0.0002, now 0.0001"):
         check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--resume"]))
+    # a run started before a flag existed had that flag's default
+    older = {k: v for k, v in vars(args).items() if k not in ("cpu_heap_trim", "max_bad_steps")}
+    (tmp_path / "config.json").write_text(json.dumps({"args": older}))
+    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume"]))
+    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--cpu_heap_trim", "epoch"]))
+    with pytest.raises(SystemExit, match=r"--max_bad_steps was 10, now 3"):
+        check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--max_bad_steps", "3"]))
 
 
 def test_git_commit_in_checkout_and_worktrees(tmp_path):
@@ -294,11 +301,18 @@ def test_train_epoch_trims_the_heap_around_large_batches(monkeypatch):
     assert expected and len(expected) < len(loader)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    for policy, trims in (("large_batches", 1 + len(expected)), ("epoch", 1)):
-        calls = []
-        monkeypatch.setattr(T, "release_free_heap", lambda: calls.append(1) or True)
+    for policy, trims in (("large_batches", [1] + sorted(expected)), ("epoch", [1])):
+        calls = []  # -1: a step moves its batch to the device; 0: a heap trim
+        monkeypatch.setattr(T, "to_device", lambda batch, device: calls.append(-1) or batch)
+        monkeypatch.setattr(T, "release_free_heap", lambda: calls.append(0) or True)
         args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
                                cpu_heap_trim=policy)
         T.train_epoch(model, loader, opt, T.linear_schedule(opt, 0, 10), scaler, args, torch.device("cpu"), None,
                       T.TrainState(), 1)
-        assert len(calls) == trims, policy
+        steps, seen = [], 0
+        for c in calls:  # to_device marks each step; a trim just before it belongs to that step
+            if c == -1:
+                seen += 1
+            else:
+                steps.append(seen + 1)  # the step that runs next (the epoch-start trim: step 1)
+        assert steps == trims, (policy, steps)

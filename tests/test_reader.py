@@ -177,6 +177,12 @@ def test_parse_cache_hit_does_not_import_spacy(tmp_path):
     def sentences():
         return [Sentence(["The", "soup", "was", "great", "."], [Triplet((1, 2), (3, 4), "POS")], None, "f.txt:1")]
 
+    import spacy.util
+
+    from aste.parsing import package_version, resolve_spacy_name
+    name = resolve_spacy_name("en_core_web_sm")
+    assert package_version(name) == spacy.util.get_package_version(name) is not None  # same key: old caches hit
+    assert package_version("no_such_pipeline_xyz") is None
     first = sentences()
     add_parses(first, cache_dir=str(tmp_path))  # parses with spaCy and writes the cache
     assert len(list(tmp_path.glob("parse-*.json"))) == 1
