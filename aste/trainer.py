@@ -170,13 +170,12 @@ def heap_trim_steps(batch_sizes: list[int], fraction: float = LARGE_BATCH_FRACTI
     least `fraction` of the epoch's largest, and the step right after each.
 
     Why: glibc keeps freed activation buffers as free heap pages. Batches of different shapes reuse
-    them only in part (fragmentation), so within a dozen steps of a trim the resident set climbs back
-    to several hundred MB above what is in use, and a large batch then adds its whole activation
-    footprint on top. Trimming just before a large batch lets it start from what is in use; trimming
+    them only in part (fragmentation), so soon after a trim the resident set climbs back well above
+    what is in use, and a large batch then adds its whole activation footprint on top. Trimming just before a large batch lets it start from what is in use; trimming
     just after hands back the free space it leaves, which the next, smaller batches would use only in part.
     With batches grouped by length (--bucket_by_length, the default) few batches are near the largest:
-    4 to 6 trims per 14res epoch, at no measurable cost (scripts/benchmark_heap.py). Without grouping most
-    batches are, and about a third of the steps trim (not benchmarked). Trimming before every step
+    a few trims per epoch, at no measurable cost (scripts/benchmark_heap.py). Without grouping many more
+    batches are, and many more steps trim (not benchmarked). Trimming before every step
     would fault the released pages back in each time (slower epochs)."""
     if not batch_sizes:
         return set()
@@ -365,7 +364,7 @@ def train_epoch(model, loader, optimizer, scheduler, scaler, args, device, autoc
     dist = dist or Distributed()
     release_free_heap()  # the evaluation just run left its buffers in the heap
     trim_before = set()
-    if device.type == "cpu" and getattr(args, "cpu_heap_trim", "large_batches") == "large_batches":
+    if device.type == "cpu" and args.cpu_heap_trim == "large_batches" and _glibc() is not None:
         trim_before = heap_trim_steps(padded_batch_sizes(loader))
     model.train()
     totals = {"loss": 0.0, "span_loss": 0.0, "pair_loss": 0.0, "steps": 0, "skipped_steps": 0}

@@ -29,8 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from scripts.bench_utils import write_report  # noqa: E402
-
-GLIBC_1MIB = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+from scripts.benchmark_memory import GLIBC_RETURN_MEMORY as GLIBC_1MIB  # noqa: E402
 SETTINGS = [("epoch", "--cpu_heap_trim epoch", {}),
             ("large_batches", "--cpu_heap_trim large_batches", {}),
             ("large_batches + glibc 1 MiB", "--cpu_heap_trim large_batches", GLIBC_1MIB)]

@@ -305,6 +305,7 @@ def test_train_epoch_trims_the_heap_around_large_batches(monkeypatch):
         calls = []  # -1: a step moves its batch to the device; 0: a heap trim
         monkeypatch.setattr(T, "to_device", lambda batch, device: calls.append(-1) or batch)
         monkeypatch.setattr(T, "release_free_heap", lambda: calls.append(0) or True)
+        monkeypatch.setattr(T, "_glibc", lambda: object())  # the plan is made only where glibc can trim
         args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
                                cpu_heap_trim=policy)
         T.train_epoch(model, loader, opt, T.linear_schedule(opt, 0, 10), scaler, args, torch.device("cpu"), None,

@@ -79,7 +79,8 @@ def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
     ds.set_epoch(1)
     loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
                         collate_fn=partial(collate, pad_id=ds.pad_id))
-    args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0)
+    args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
+                           cpu_heap_trim="large_batches")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = T.linear_schedule(opt, 0, 100)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
