@@ -139,7 +139,8 @@ def main(argv=None) -> dict | None:
     # ---- model ---------------------------------------------------------------------------------
     encoder = load_encoder(args.pretrained_deberta_name)
     if args.grad_checkpointing:
-        encoder.gradient_checkpointing_enable()
+        # transformers 5 renamed it (the old name warns); 4.x has only the old one
+        (getattr(encoder, "activation_checkpointing_enable", None) or encoder.gradient_checkpointing_enable)()
     if args.freeze_transformer:
         encoder.requires_grad_(False)
     cfg = T.model_config(args, enc_config.hidden_size)

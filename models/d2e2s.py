@@ -26,6 +26,7 @@ from .fusion import build_fusion
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
 from .heads import PairClassifier, SpanClassifier
 from .lstm import MaskedBiLSTM
+from .recompute import recompute_feedforward_activation
 
 
 @dataclass
@@ -71,6 +72,7 @@ class D2E2S(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = use_fast_cpu_dropout(encoder)
+        recompute_feedforward_activation(self.encoder)  # same results, less activation memory
         M = cfg.width
         self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.lstm_dropout)
         self.lstm_dropout = Dropout(cfg.lstm_dropout)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .recompute import recompute_saved
+
 _INT32_MIN = -(2 ** 31)
 
 
@@ -37,6 +39,10 @@ def drop_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     return halves < _INT32_MIN + min(round(p * 2 ** 32), 2 ** 32 - 1)  # p within 2^-33 of 1: 1 - 2^-32
 
 
+def _drop_scale(x: torch.Tensor, dropped: torch.Tensor, scale: float) -> torch.Tensor:
+    return (x * scale).masked_fill_(dropped, 0)
+
+
 class _DropScale(torch.autograd.Function):
     """x * scale with dropped elements zeroed; saves only the boolean mask for the backward."""
 
@@ -44,7 +50,7 @@ class _DropScale(torch.autograd.Function):
     def forward(ctx, x, dropped, scale):
         ctx.save_for_backward(dropped)
         ctx.scale = scale
-        return (x * scale).masked_fill_(dropped, 0)
+        return _drop_scale(x, dropped, scale)
 
     @staticmethod
     def backward(ctx, grad):
@@ -83,7 +89,17 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
             scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attn_mask
-    return torch.matmul(fast_dropout(scores.softmax(-1), dropout_p), value)
+    probs = scores.softmax(-1)
+    if dropout_p >= 1:
+        return torch.matmul(fast_dropout(probs, dropout_p), value)
+    dropped, scale_kept = drop_mask(probs.shape, dropout_p, probs.device), 1.0 / (1.0 - dropout_p)
+    kept_probs = _DropScale.apply(probs, dropped, scale_kept)
+    if not (torch.is_grad_enabled() and kept_probs.requires_grad):
+        return torch.matmul(kept_probs, value)
+    # the softmax keeps probs and the dropout its mask: the product with the values need not keep
+    # kept_probs too (models/recompute.py)
+    with recompute_saved(kept_probs, lambda: _drop_scale(probs, dropped, scale_kept)):
+        return torch.matmul(kept_probs, value)
 
 
 def attention_with_dropout(module, query, key, value, attention_mask, dropout: float = 0.0,
