@@ -60,6 +60,12 @@ def recompute_saved(output: torch.Tensor, recompute: Callable[[], torch.Tensor])
         yield
 
 
+def needs_saving(t: torch.Tensor) -> bool:
+    """Whether an operation on t would save it for a backward pass that recompute_saved can serve.
+    Not under torch.compile: its partitioner decides itself what to keep and what to recompute."""
+    return torch.is_grad_enabled() and t.requires_grad and not torch.compiler.is_compiling()
+
+
 class LinearAfterActivation(nn.Linear):
     """nn.Linear applied to activation(x), with the activation's output rebuilt in the backward
     instead of kept: the encoder's feed-forward activation moved from its intermediate module into
@@ -69,7 +75,7 @@ class LinearAfterActivation(nn.Linear):
 
     def forward(self, pre_activation: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(pre_activation)
-        if not (torch.is_grad_enabled() and hidden.requires_grad):
+        if not needs_saving(hidden):
             return F.linear(hidden, self.weight, self.bias)
         with recompute_saved(hidden, lambda: self.activation(pre_activation)):
             return F.linear(hidden, self.weight, self.bias)
@@ -79,8 +85,9 @@ def recompute_feedforward_activation(encoder: nn.Module) -> int:
     """In place, for every BERT/DeBERTa-style layer (an `intermediate` module with `dense` and
     `intermediate_act_fn`, an `output` module with `dense`, and output.dense applied first to the
     intermediate output, as in transformers' BERT, DeBERTa-v2/v3 and their relatives): move the
-    activation into a LinearAfterActivation. Returns the number of layers changed; other encoders
-    are left as they are."""
+    activation into a LinearAfterActivation. Activations with parameters or buffers stay where they
+    are (their state-dict keys would move); the activation must be deterministic (all of
+    transformers' are). Returns the number of layers changed; other encoders are left as they are."""
     changed = 0
     for layer in list(encoder.modules()):
         intermediate, output = getattr(layer, "intermediate", None), getattr(layer, "output", None)
@@ -88,6 +95,8 @@ def recompute_feedforward_activation(encoder: nn.Module) -> int:
         dense = getattr(output, "dense", None)
         if not isinstance(act, nn.Module) or type(dense) is not nn.Linear or isinstance(act, nn.Identity):
             continue
+        if any(True for _ in act.parameters()) or any(True for _ in act.buffers()):
+            continue  # a learned activation (PReLU, xIELU) would move its state-dict keys
         if type(getattr(intermediate, "dense", None)) is not nn.Linear:
             continue
         intermediate.intermediate_act_fn = nn.Identity()

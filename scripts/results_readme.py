@@ -8,7 +8,10 @@
         --codecheck 0.2.2 --codecheck_before "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
         --codecheck_after "Results/14res/codecheck-f768416-*" \
         --codecheck 0.2.3 --codecheck_before Results/14res/codecheck-f768416-tin-seed42 \
-        --codecheck_after Results/14res/all-minilm-l6-v2-tin-seed42
+        --codecheck_after Results/14res/codecheck-436ce2c-tin-seed42 \
+        --codecheck 0.2.4 --codecheck_before Results/14res/codecheck-436ce2c-tin-seed42 \
+        --codecheck_after Results/14res/all-minilm-l6-v2-tin-seed42 \
+        --long Results/14res/memory-20ep-b750627 "Results/14res/full120-*" --long_note "..."
 """
 from __future__ import annotations
 
@@ -40,6 +43,10 @@ CODE_CHANGES = {
     "0.2.3": ("Host memory only: the heap is trimmed just before and after the largest batches of each CPU "
               "epoch, and a parse-cache hit no longer imports spaCy. No arithmetic changes, so the same command "
               "must give the same numbers (and the same training loss at every epoch, in `metrics.jsonl`)."),
+    "0.2.4": ("Activation memory only: the encoder's feed-forward activation output and its dropped-out "
+              "attention probabilities are rebuilt in the backward pass from tensors the graph keeps anyway, "
+              "instead of being kept (`models/recompute.py`; gradients bit-identical in "
+              "`tests/test_recompute.py`). The same command must give the same numbers."),
 }
 
 
@@ -84,6 +91,25 @@ def codecheck_table(before: list[dict], after: list[dict]) -> list[str]:
     return lines
 
 
+MILESTONES = (1, 2, 5, 10, 20, 30, 40, 60, 80, 100, 120, 150, 200)
+
+
+def peak_by_epoch_table(runs: list[dict]) -> str:
+    """Peak RSS so far (the process's peak up to and including that epoch) at milestone epochs, one
+    column per run; the last row is each run's whole-run peak."""
+    longest = max(len(r["history"]) for r in runs)
+    epochs = [e for e in MILESTONES if e <= longest]
+    if longest not in epochs:
+        epochs.append(longest)
+    head = "| epoch | " + " | ".join(f"`{os.path.basename(r['dir'])}` ({commits([r])})" for r in runs) + " |"
+    lines = [head, "|" + "---|" * (len(runs) + 1)]
+    for e in epochs:
+        cells = [f"{r['history'][e - 1]['peak_rss_mb']:.0f}" if e <= len(r["history"]) else "" for r in runs]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    lines.append("| whole run | " + " | ".join(f"**{r['cfg']['summary']['peak_rss_mb']:.0f}**" for r in runs) + " |")
+    return "\n".join(lines)
+
+
 def runs_from(patterns: list[str]) -> list[dict]:
     dirs = sorted({d for p in patterns for d in glob.glob(p) if os.path.isdir(d)})
     return [r for r in map(load_run, dirs) if r is not None]
@@ -103,6 +129,10 @@ def main(argv=None) -> int:
                     help="runs with the code before that release (globs; once per --codecheck)")
     ap.add_argument("--codecheck_after", nargs="+", action="append", default=[],
                     help="the same commands with the release's code (globs; once per --codecheck)")
+    ap.add_argument("--long", nargs="*", default=[],
+                    help="runs of the reference command for more epochs: peak memory by epoch (globs)")
+    ap.add_argument("--long_note", default="",
+                    help="what else ran on the machine during the --long runs (their seconds)")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--out", default="Results/README.md")
     args = ap.parse_args(argv)
@@ -175,6 +205,14 @@ def main(argv=None) -> int:
                 f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
                 "and its packed-sequence LSTM, which computes the same function).", "",
                 table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
+    long_runs = runs_from(args.long)
+    if long_runs:
+        table, _ = summarize(long_runs)
+        out += ["## Peak memory over long runs", "",
+                "The reference command with more epochs (the other flags in the table). Peak RSS is the training "
+                "process's peak so far (getrusage), read after each epoch's evaluation; MB = 2^20 bytes. "
+                + args.long_note, "", peak_by_epoch_table(long_runs), "", table, "",
+                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in long_runs), ""]
     if not len(args.codecheck) == len(args.codecheck_before) == len(args.codecheck_after):
         raise SystemExit("error: give --codecheck_before and --codecheck_after once per --codecheck")
     if args.codecheck:

@@ -2,6 +2,7 @@
 bit-identical gradients as the plain encoder, with the rebuilt tensors actually used."""
 from __future__ import annotations
 
+import copy
 import weakref
 
 import pytest
@@ -113,3 +114,38 @@ def test_attention_probabilities_rebuilt_bit_identical(rebuilt_count):
     for a, b in zip(*grads):
         assert torch.equal(a, b)
     assert rebuilt_count["n"] >= 1
+
+
+class _Layer(torch.nn.Module):
+    """The shape recompute_feedforward_activation looks for (a BERT layer's feed-forward part)."""
+
+    def __init__(self, act: torch.nn.Module):
+        super().__init__()
+        self.intermediate = torch.nn.Module()
+        self.intermediate.dense, self.intermediate.intermediate_act_fn = torch.nn.Linear(4, 8), act
+        self.output = torch.nn.Module()
+        self.output.dense = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.output.dense(self.intermediate.intermediate_act_fn(self.intermediate.dense(x)))
+
+
+def test_learned_activation_is_left_in_place():
+    layer = _Layer(torch.nn.PReLU())
+    keys = set(layer.state_dict())
+    assert recompute_feedforward_activation(layer) == 0
+    assert set(layer.state_dict()) == keys and type(layer.output.dense) is torch.nn.Linear
+
+
+def test_under_torch_compile_the_plain_linear_is_traced():
+    torch.manual_seed(0)
+    layer = _Layer(torch.nn.GELU())
+    ref = copy.deepcopy(layer)
+    assert recompute_feedforward_activation(layer) == 1
+    x = torch.randn(3, 4)
+    compiled = torch.compile(layer, backend="eager")  # dynamo traces; no C++ compiler needed
+    out = compiled(x)
+    out.sum().backward()
+    ref(x).sum().backward()
+    torch.testing.assert_close(out, ref(x))
+    torch.testing.assert_close(layer.output.dense.weight.grad, ref.output.dense.weight.grad)
