@@ -15,7 +15,8 @@ The masks differ from torch's for the same seed, so runs are not bit-identical t
 Encoders from transformers get it through `use_fast_cpu_dropout(encoder)`: every `nn.Dropout`
 module is replaced, and BERT-family attention (which passes its dropout probability to
 `scaled_dot_product_attention` instead of calling a module) runs through `attention_with_dropout`,
-registered as the attention implementation "sdpa_fast_cpu_dropout".
+registered as the attention implementation "sdpa_fast_cpu_dropout". In that path the dropped-out
+probabilities are rebuilt in the backward pass instead of kept (models/recompute.py).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .recompute import needs_saving, recompute_saved
+from .recompute import can_recompute_saved, recompute_saved
 
 _INT32_MIN = -(2 ** 31)
 
@@ -90,11 +91,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
         else:
             scores = scores + attn_mask
     probs = scores.softmax(-1)
-    if dropout_p >= 1:
+    if dropout_p >= 1:  # everything dropped: drop_mask takes p < 1 only
         return torch.matmul(fast_dropout(probs, dropout_p), value)
     dropped, scale_kept = drop_mask(probs.shape, dropout_p, probs.device), 1.0 / (1.0 - dropout_p)
     kept_probs = _DropScale.apply(probs, dropped, scale_kept)
-    if not needs_saving(kept_probs):
+    if not can_recompute_saved(kept_probs):
         return torch.matmul(kept_probs, value)
     # the softmax keeps probs and the dropout its mask: the product with the values need not keep
     # kept_probs too (models/recompute.py)

@@ -10,8 +10,13 @@ instead of such a tensor and rebuild it when the backward needs it. The backward
 operations on the same values as before, so results are bit-identical; only the peak memory of a
 training step falls (scripts/benchmark_memory.py), at the cost of one elementwise pass per tensor.
 
-Encoders from transformers get it for their feed-forward activation through
-`recompute_feedforward_activation(encoder)`; the attention probabilities in models/dropout.py.
+Where: the feed-forward activation of BERT- and DeBERTa-style encoders from transformers, on any
+device (`recompute_feedforward_activation(encoder)`); the attention probabilities where this project
+computes attention with dropout itself, i.e. when training on CPU (models/dropout.py: BERT-family
+encoders on "sdpa" attention, and the cross-attention fusion modules). Nothing is rebuilt under
+torch.compile (its partitioner decides what to keep) or inside another saved-tensor hook, e.g.
+non-reentrant activation checkpointing (`--grad_checkpointing` on transformers 5): autograd applies
+only the innermost hook, so ours would take the tensors out of the checkpoint.
 """
 from __future__ import annotations
 
@@ -25,9 +30,24 @@ from torch import nn
 
 class _Recipe(NamedTuple):
     recompute: Callable[[], torch.Tensor]
-    size: torch.Size
+    full_size: torch.Size  # of the recomputed tensor
+    dtype: torch.dtype
+    size: torch.Size  # of the view that was saved
     stride: tuple[int, ...]
     offset: int
+
+
+def _outer_saved_tensor_hooks_active() -> bool:
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)  # private; torch >= 2.0
+    return top is not None and top(False) is not None
+
+
+def can_recompute_saved(t: torch.Tensor) -> bool:
+    """Whether recompute_saved should serve a tensor that an operation is about to save for backward:
+    grad is on, t is in the graph, and neither torch.compile nor an outer saved-tensor hook (activation
+    checkpointing, CPU offload) decides what is kept."""
+    return (torch.is_grad_enabled() and t.requires_grad and not torch.compiler.is_compiling()
+            and not _outer_saved_tensor_hooks_active())
 
 
 @contextlib.contextmanager
@@ -35,18 +55,20 @@ def recompute_saved(output: torch.Tensor, recompute: Callable[[], torch.Tensor])
     """Inside the block, an operation that saves `output` (or a view of it) for its backward stores
     `recompute` instead; the backward calls it (without grad) to rebuild the tensor. `recompute` must
     return the same values in a contiguous tensor of output's shape, and whatever it reads must be
-    kept alive by the graph anyway, or the saving is lost. A non-contiguous output is left alone."""
-    if not (output.is_contiguous() and output.storage_offset() == 0):
+    kept alive by the graph anyway, or the saving is lost. A non-contiguous or empty output is left
+    alone (an empty tensor has no storage address to recognise it by)."""
+    whole_storage = output.untyped_storage().nbytes() == output.numel() * output.element_size()
+    if output.numel() == 0 or not (output.is_contiguous() and output.storage_offset() == 0 and whole_storage):
         yield
         return
     # autograd keeps the pack hook as long as the saved tensor, so the hook must not hold `output`
     ptr, nbytes = output.untyped_storage().data_ptr(), output.untyped_storage().nbytes()
-    dtype, device = output.dtype, output.device
+    dtype, device, full_size = output.dtype, output.device, output.shape
 
     def pack(t: torch.Tensor):
         s = t.untyped_storage()
         if s.data_ptr() == ptr and s.nbytes() == nbytes and t.dtype == dtype and t.device == device:
-            return _Recipe(recompute, t.size(), t.stride(), t.storage_offset())
+            return _Recipe(recompute, full_size, dtype, t.size(), t.stride(), t.storage_offset())
         return t
 
     def unpack(saved):
@@ -54,16 +76,13 @@ def recompute_saved(output: torch.Tensor, recompute: Callable[[], torch.Tensor])
             return saved
         with torch.no_grad():
             rebuilt = saved.recompute()
+        if rebuilt.shape != saved.full_size or rebuilt.dtype != saved.dtype or not rebuilt.is_contiguous():
+            raise RuntimeError(f"recompute_saved: the recipe gave {rebuilt.dtype} {tuple(rebuilt.shape)}, "
+                               f"expected a contiguous {saved.dtype} {tuple(saved.full_size)}")
         return rebuilt.as_strided(saved.size, saved.stride, saved.offset)
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         yield
-
-
-def needs_saving(t: torch.Tensor) -> bool:
-    """Whether an operation on t would save it for a backward pass that recompute_saved can serve.
-    Not under torch.compile: its partitioner decides itself what to keep and what to recompute."""
-    return torch.is_grad_enabled() and t.requires_grad and not torch.compiler.is_compiling()
 
 
 class LinearAfterActivation(nn.Linear):
@@ -75,7 +94,7 @@ class LinearAfterActivation(nn.Linear):
 
     def forward(self, pre_activation: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(pre_activation)
-        if not needs_saving(hidden):
+        if not can_recompute_saved(hidden):
             return F.linear(hidden, self.weight, self.bias)
         with recompute_saved(hidden, lambda: self.activation(pre_activation)):
             return F.linear(hidden, self.weight, self.bias)
@@ -86,8 +105,8 @@ def recompute_feedforward_activation(encoder: nn.Module) -> int:
     `intermediate_act_fn`, an `output` module with `dense`, and output.dense applied first to the
     intermediate output, as in transformers' BERT, DeBERTa-v2/v3 and their relatives): move the
     activation into a LinearAfterActivation. Activations with parameters or buffers stay where they
-    are (their state-dict keys would move); the activation must be deterministic (all of
-    transformers' are). Returns the number of layers changed; other encoders are left as they are."""
+    are (their state-dict keys would move), and so do in-place ones; the activation must be
+    deterministic (all of transformers' are). Returns the number of layers changed; other encoders are left as they are."""
     changed = 0
     for layer in list(encoder.modules()):
         intermediate, output = getattr(layer, "intermediate", None), getattr(layer, "output", None)
@@ -97,6 +116,8 @@ def recompute_feedforward_activation(encoder: nn.Module) -> int:
             continue
         if any(True for _ in act.parameters()) or any(True for _ in act.buffers()):
             continue  # a learned activation (PReLU, xIELU) would move its state-dict keys
+        if getattr(act, "inplace", False):
+            continue  # rebuilding it would overwrite the pre-activation its own backward reads
         if type(getattr(intermediate, "dense", None)) is not nn.Linear:
             continue
         intermediate.intermediate_act_fn = nn.Identity()

@@ -103,8 +103,9 @@ def peak_by_epoch_table(runs: list[dict]) -> str:
         epochs.append(longest)
     head = "| epoch | " + " | ".join(f"`{os.path.basename(r['dir'])}` ({commits([r])})" for r in runs) + " |"
     lines = [head, "|" + "---|" * (len(runs) + 1)]
+    by_epoch = [{h["epoch"]: h for h in r["history"]} for r in runs]
     for e in epochs:
-        cells = [f"{r['history'][e - 1]['peak_rss_mb']:.0f}" if e <= len(r["history"]) else "" for r in runs]
+        cells = [f"{h[e]['peak_rss_mb']:.0f}" if e in h else "" for h in by_epoch]
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     lines.append("| whole run | " + " | ".join(f"**{r['cfg']['summary']['peak_rss_mb']:.0f}**" for r in runs) + " |")
     return "\n".join(lines)
