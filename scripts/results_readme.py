@@ -111,6 +111,13 @@ def peak_by_epoch_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def runs_section(title: str, prose: str, runs: list[dict], *tables: str) -> list[str]:
+    """A section: prose, the given tables, the summary table of the runs, and their folders."""
+    summary, _ = summarize(runs)
+    return ([f"## {title}", "", prose, ""] + [line for t in tables for line in (t, "")]
+            + [summary, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in runs), ""])
+
+
 def runs_from(patterns: list[str]) -> list[dict]:
     dirs = sorted({d for p in patterns for d in glob.glob(p) if os.path.isdir(d)})
     return [r for r in map(load_run, dirs) if r is not None]
@@ -197,23 +204,21 @@ def main(argv=None) -> int:
                 f"alone. One seed per cell. Commit(s): {commits(comparison)}.", "", table, ""]
     extra = runs_from(args.extra)
     if extra:
-        table, _ = summarize(extra)
-        out += ["## Other runs", "",
-                "Short runs (3 epochs, seed 42) that compare one choice each against the 3-epoch TIN runs of the "
-                "multi-seed sweep below (same seed, epochs and flags otherwise): all negative spans and pairs "
-                "(`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the raw ASTE files parsed "
-                "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others. "
-                f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
-                "and its packed-sequence LSTM, which computes the same function).", "",
-                table, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in extra), ""]
+        out += runs_section(
+            "Other runs",
+            "Short runs (3 epochs, seed 42) that compare one choice each against the 3-epoch TIN runs of the "
+            "multi-seed sweep below (same seed, epochs and flags otherwise): all negative spans and pairs "
+            "(`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the raw ASTE files parsed "
+            "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others. "
+            f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
+            "and its packed-sequence LSTM, which computes the same function).", extra)
     long_runs = runs_from(args.long)
     if long_runs:
-        table, _ = summarize(long_runs)
-        out += ["## Peak memory over long runs", "",
-                "The reference command with more epochs (the other flags in the table). Peak RSS is the training "
-                "process's peak so far (getrusage), read after each epoch's evaluation; MB = 2^20 bytes. "
-                + args.long_note, "", peak_by_epoch_table(long_runs), "", table, "",
-                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in long_runs), ""]
+        out += runs_section(
+            "Peak memory over long runs",
+            "The reference command with more epochs (the other flags in the table). Peak RSS is the training "
+            "process's peak so far (getrusage), read after each epoch's evaluation; MB = 2^20 bytes. "
+            + args.long_note, long_runs, peak_by_epoch_table(long_runs))
     if not len(args.codecheck) == len(args.codecheck_before) == len(args.codecheck_after):
         raise SystemExit("error: give --codecheck_before and --codecheck_after once per --codecheck")
     if args.codecheck:
