@@ -11,7 +11,7 @@
         --codecheck_after Results/14res/codecheck-436ce2c-tin-seed42 \
         --codecheck 0.2.4 --codecheck_before Results/14res/codecheck-436ce2c-tin-seed42 \
         --codecheck_after Results/14res/all-minilm-l6-v2-tin-seed42 \
-        --long Results/14res/memory-20ep-b750627 "Results/14res/full120-*" --long_note "..."
+        --long Results/14res/memory-20ep-b750627 "Results/14res/full120-*" --long_note "$(cat Results/long_runs_note.txt)"
 """
 from __future__ import annotations
 
