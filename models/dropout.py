@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .recompute import can_recompute_saved, recompute_saved
+from .recompute import recompute_saved
 
 _INT32_MIN = -(2 ** 31)
 
@@ -95,8 +95,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
         return torch.matmul(fast_dropout(probs, dropout_p), value)
     dropped, scale_kept = drop_mask(probs.shape, dropout_p, probs.device), 1.0 / (1.0 - dropout_p)
     kept_probs = _DropScale.apply(probs, dropped, scale_kept)
-    if not can_recompute_saved(kept_probs):
-        return torch.matmul(kept_probs, value)
     # the softmax keeps probs and the dropout its mask: the product with the values need not keep
     # kept_probs too (models/recompute.py)
     with recompute_saved(kept_probs, lambda: _drop_scale(probs, dropped, scale_kept)):

@@ -55,10 +55,12 @@ def recompute_saved(output: torch.Tensor, recompute: Callable[[], torch.Tensor])
     """Inside the block, an operation that saves `output` (or a view of it) for its backward stores
     `recompute` instead; the backward calls it (without grad) to rebuild the tensor. `recompute` must
     return the same values in a contiguous tensor of output's shape, and whatever it reads must be
-    kept alive by the graph anyway, or the saving is lost. A non-contiguous or empty output is left
-    alone (an empty tensor has no storage address to recognise it by)."""
+    kept alive by the graph anyway, or the saving is lost. Where can_recompute_saved says no, and for a
+    non-contiguous, partial-storage or empty output (an empty tensor has no storage address to
+    recognise it by), the block runs without hooks."""
     whole_storage = output.untyped_storage().nbytes() == output.numel() * output.element_size()
-    if output.numel() == 0 or not (output.is_contiguous() and output.storage_offset() == 0 and whole_storage):
+    if (not can_recompute_saved(output) or output.numel() == 0
+            or not (output.is_contiguous() and output.storage_offset() == 0 and whole_storage)):
         yield
         return
     # autograd keeps the pack hook as long as the saved tensor, so the hook must not hold `output`
@@ -94,8 +96,6 @@ class LinearAfterActivation(nn.Linear):
 
     def forward(self, pre_activation: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(pre_activation)
-        if not can_recompute_saved(hidden):
-            return F.linear(hidden, self.weight, self.bias)
         with recompute_saved(hidden, lambda: self.activation(pre_activation)):
             return F.linear(hidden, self.weight, self.bias)
 
