@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from models.fusion import DEFAULT_HEADS, FUSIONS
+
 DATASETS = ("14res", "14lap", "15res", "16res")
 
 
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention_dropout", type=float, default=0.1,
                    help="dropout in the cross-attention fusions and the final self-attention")
     g.add_argument("--size_embedding", type=int, default=25, help="span-width embedding size")
-    g.add_argument("--fusion", default=None, choices=["tin", "cross_attention", "lightweight"],
+    g.add_argument("--fusion", default=None, choices=sorted(FUSIONS),
                    help="fusion of the GCN branches (default tin)")
     g.add_argument("--use_cross_attention", action="store_true", help="same as --fusion cross_attention")
     g.add_argument("--cross_attention_heads", type=int, default=None,
@@ -90,20 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_bad_steps", type=int, default=10,
                    help="stop after this many non-finite losses in a row (each one skips its step)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--cpu_heap_trim", default="large_batches", choices=["large_batches", "epoch"],
-                   help="CPU training with glibc: hand the heap's free pages back to the OS at each epoch start "
-                        "and just before and after each of the epoch's largest batches (lower peak memory; no measurable "
-                        "cost with --bucket_by_length), or at each epoch start only (Results/benchmarks/heap.md)")
 
     g = p.add_argument_group("output")
     g.add_argument("--results_dir", default="Results", help="runs go to <results_dir>/<dataset>/<run_name>/")
     g.add_argument("--run_name", default=None, help="default: fusion + options + seed")
-    g.add_argument("--resume", action="store_true", help="continue the run in its folder from its last epoch")
+    g.add_argument("--resume", action="store_true", help="continue the run in its folder from its last saved state")
+    g.add_argument("--save_state_every", type=int, default=1,
+                   help="write the resume state (state.pt: weights + optimizer, ~2.2 GB with deberta-v3-base) every N "
+                        "epochs; a resumed run repeats the epochs after the last one saved")
     g.add_argument("--no_checkpoint", action="store_true", help="do not write best.safetensors (tests, sweeps)")
     g.add_argument("--eval_only", action="store_true", help="evaluate the run in --checkpoint, no training")
     g.add_argument("--checkpoint", default=None, help="run folder to evaluate with --eval_only")
     g.add_argument("--tensorboard", action="store_true", help="also log to <run>/tensorboard")
     g.add_argument("--log_every", type=int, default=0, help="print a loss line every N steps (0 = bar only)")
+    g.add_argument("--debug", action="store_true",
+                   help="show the Python traceback of an error (also: environment variable ASTE_DEBUG=1)")
     return p
 
 
@@ -118,11 +121,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         args.fusion = "cross_attention"
     args.fusion = args.fusion or "tin"
     if args.cross_attention_heads is not None:
-        if args.fusion == "tin":
-            fail("--cross_attention_heads needs --fusion cross_attention or lightweight (TIN has no heads)")
+        if args.fusion not in DEFAULT_HEADS:
+            fail(f"--cross_attention_heads needs --fusion {' or '.join(DEFAULT_HEADS)} ({args.fusion} has no heads)")
         if args.cross_attention_heads < 1:
             fail("--cross_attention_heads must be >= 1")
-    if args.fusion == "tin" and (args.share_cross_attention_weights or args.cross_attention_window):
+    if args.fusion not in DEFAULT_HEADS and (args.share_cross_attention_weights or args.cross_attention_window):
         fail("--share_cross_attention_weights / --cross_attention_window need a cross-attention fusion")
     if args.fusion == "lightweight" and args.share_cross_attention_weights:
         fail("--share_cross_attention_weights needs --fusion cross_attention (lightweight has one direction)")
@@ -131,7 +134,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     if args.emb_dim is not None and args.deberta_feature_dim is not None and args.emb_dim != args.deberta_feature_dim:
         fail(f"--emb_dim {args.emb_dim} and --deberta_feature_dim {args.deberta_feature_dim} disagree")
     for name in ("epochs", "batch_size", "max_span_size", "grad_accum_steps", "lstm_layers", "gcn_layers",
-                 "attention_heads", "max_pairs", "max_bad_steps"):
+                 "attention_heads", "max_pairs", "max_bad_steps", "save_state_every"):
         if getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
     for name in ("neg_entity_count", "neg_triple_count"):
@@ -161,8 +164,8 @@ def check_against_encoder(args: argparse.Namespace, encoder_dim: int) -> None:
     width = 2 * hidden
     if width % args.attention_heads:
         raise SystemExit(f"error: --attention_heads {args.attention_heads} does not divide the model width {width}")
-    if args.fusion != "tin":
-        heads = args.cross_attention_heads or (8 if args.fusion == "cross_attention" else 4)
+    if args.fusion in DEFAULT_HEADS:
+        heads = args.cross_attention_heads or DEFAULT_HEADS[args.fusion]
         if width % heads:
             raise SystemExit(f"error: --cross_attention_heads {heads} does not divide the model width {width} "
                              f"(= 2 x --hidden_dim {hidden})")

@@ -1,15 +1,17 @@
 """Triplets for new sentences from a saved run folder (offline: the folder holds weights, encoder
-config, tokenizer files and flags).
+config, tokenizer files and flags). A command line over `aste.Predictor`.
 
     python predict.py --checkpoint Results/14res/<run> --input my_sentences.txt --output triplets.jsonl
     echo "The soup was cold but the staff were lovely ." | python predict.py --checkpoint Results/14res/<run> --input -
 
 Each input line is one of:
-  * a plain sentence (tokenised into words by spaCy, as the ASTE data is: "couldn't" -> could n't);
+  * a plain sentence (split into words by spaCy, as the ASTE data is: "couldn't" -> could n't);
   * a raw ASTE line ``words####[...]`` (words split on spaces; its gold triplets are echoed back);
-  * a JSON object with "tokens" (a list of words).
+  * a JSON object with "tokens" (a list of words); its other fields are echoed back.
 Each output line: {"line", "tokens", "triplets": [{"aspect", "opinion", "sentiment", "aspect_span",
-"opinion_span", "score"}]} with end-exclusive word spans.
+"opinion_span", "score"}]} with end-exclusive word spans. A line the model cannot take (e.g. longer
+than the encoder's limit) gets {"line", "error"} and a message on stderr (--on_bad_example skip, the
+default), or stops the job (--on_bad_example error).
 """
 from __future__ import annotations
 
@@ -19,64 +21,71 @@ import os
 import sys
 import time
 
-import torch
-
+from aste.atomic import write_jsonl
+from aste.errors import run_cli
 from aste.evaluator import triplet_record
 from aste.input_reader import BadExample, Sentence, parse_aste_line
-from aste.parsing import add_parses, load_spacy
-from aste.sampling import ASTEDataset, LengthBucketSampler, collate
-from aste.trainer import pick_device
-from train import load_run
+from aste.predictor import Predictor
+from models.labels import SENTIMENTS
 
 
-def sentences_from_lines(lines: list[str], source: str, nlp) -> tuple[list[Sentence], list[dict]]:
-    """Parse each non-empty line into a Sentence; returns them and any extra fields to echo back."""
-    sentences, extras, plain = [], [], []
+def read_lines(lines: list[str], source: str, on_bad_example: str) -> tuple[list, list[dict]]:
+    """Each non-empty line -> a Predictor input (string, word list or Sentence) and the fields to echo."""
+    inputs, extras = [], []
     for lineno, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         where = f"{source}:{lineno}"
         if not line.strip():
             continue
-        if "####" in line:
-            s = parse_aste_line(line, where)
-            extra = {"gold": [triplet_record(s.tokens, *t.aspect, *t.opinion, ["POS", "NEG", "NEU"].index(t.sentiment))
-                              for t in s.triplets]}
-        elif line.lstrip().startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadExample(where, f"malformed JSON: {e.msg}", "malformed") from None
-            tokens = obj.get("tokens")
-            if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
-                raise BadExample(where, "a JSON line needs 'tokens': a non-empty list of strings", "malformed")
-            s, extra = Sentence(tokens, [], None, where), {k: v for k, v in obj.items() if k != "tokens"}
-        else:
-            s, extra = Sentence([], [], None, where), {}
-            plain.append(len(sentences))
-        sentences.append(s)
+        try:
+            if "####" in line:
+                s = parse_aste_line(line, where)
+                gold = [triplet_record(s.tokens, *t.aspect, *t.opinion, SENTIMENTS.index(t.sentiment)) for t in s.triplets]
+                item, extra = s, {"gold": gold}
+            elif line.lstrip().startswith("{"):
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise BadExample(where, f"malformed JSON: {e.msg}", "malformed") from None
+                tokens = obj.get("tokens") if isinstance(obj, dict) else None
+                if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
+                    raise BadExample(where, "a JSON line needs 'tokens': a non-empty list of strings", "malformed")
+                item, extra = Sentence(tokens, [], None, where), {k: v for k, v in obj.items() if k != "tokens"}
+            else:
+                item, extra = line.strip(), {}
+        except BadExample as err:
+            if on_bad_example == "error":
+                raise
+            print(f"skipped {err}", file=sys.stderr)
+            item, extra = None, {"error": str(err)}
+        inputs.append(item)
         extras.append({"line": lineno, **extra})
-    if plain:  # tokenise plain sentences in one batch
-        docs = nlp.tokenizer.pipe(lines[i].strip() for i in [extras[k]["line"] - 1 for k in plain])
-        for k, doc in zip(plain, docs):
-            sentences[k].tokens = [t.text for t in doc if not t.is_space]
-    return sentences, extras
+    return inputs, extras
 
 
-@torch.no_grad()
-def predict(run_dir: str, sentences: list[Sentence], device: torch.device, batch_size: int = 32,
-            model_and_tokenizer=None) -> list[list[dict]]:
-    cfg = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))["args"]
-    model, tokenizer = model_and_tokenizer or load_run(run_dir, device)
-    data = ASTEDataset(sentences, tokenizer, max_span_size=cfg["max_span_size"], train=False)
-    results: list[list[dict]] = [[] for _ in sentences]
-    for idx in LengthBucketSampler(data.lengths(), batch_size, shuffle=False):
-        batch = {k: v.to(device) for k, v in collate([data[i] for i in idx], data.pad_id).items()}
-        out = model.predict(batch, cfg["sen_filter_threshold"], cfg["max_pairs"])
-        rows = batch["index"].tolist()
-        for (row, a0, a1, o0, o1, senti), score in zip(out["triplets"].tolist(), out["triplet_scores"].tolist()):
-            sid = rows[row]
-            results[sid].append(triplet_record(sentences[sid].tokens, a0, a1, o0, o1, senti, score))
-    return [sorted(r, key=lambda t: -t["score"]) for r in results]
+def check_output_path(path: str) -> None:
+    """Before any work: the output's folder exists and is writable, and the path is not a folder."""
+    if path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise SystemExit(f"error: --output {path}: is a folder")
+    if not os.path.isdir(folder):
+        raise SystemExit(f"error: --output {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise SystemExit(f"error: --output {path}: folder {folder} is not writable")
+
+
+def read_input(path: str) -> tuple[list[str], str]:
+    if path == "-":
+        return sys.stdin.read().split("\n"), "<stdin>"
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: --input {path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().split("\n"), path
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"error: --input {path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def main(argv=None) -> int:
@@ -87,35 +96,37 @@ def main(argv=None) -> int:
     ap.add_argument("--batch_size", type=int, default=32)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--spacy_model", default="en_core_web_sm", help="for tokenising and parsing new sentences")
+    ap.add_argument("--on_bad_example", default="skip", choices=["skip", "error"],
+                    help="a line the model cannot take gets an 'error' record (skip) or stops the job (error)")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.checkpoint, "best.safetensors")):
-        raise SystemExit(f"error: {args.checkpoint} holds no best.safetensors (was it trained with --no_checkpoint?)")
-    if args.input == "-":
-        lines, source = sys.stdin.read().split("\n"), "<stdin>"
-    else:
-        if not os.path.isfile(args.input):
-            raise SystemExit(f"error: --input {args.input}: no such file")
-        with open(args.input, encoding="utf-8") as f:
-            lines, source = f.read().split("\n"), args.input
-    device = pick_device(args.device)
-    nlp = load_spacy(args.spacy_model)
-    try:
-        sentences, extras = sentences_from_lines(lines, source, nlp)
-    except BadExample as err:
-        raise SystemExit(f"error: {err}") from None
-    add_parses(sentences, nlp=nlp)
+    if args.batch_size < 1:
+        raise SystemExit("error: --batch_size must be >= 1")
+    check_output_path(args.output)
+    lines, source = read_input(args.input)
+    inputs, extras = read_lines(lines, source, args.on_bad_example)
+    predictor = Predictor.from_run(args.checkpoint, args.device, args.spacy_model)
     t0 = time.perf_counter()
-    triplets = predict(args.checkpoint, sentences, device, args.batch_size)
+    usable = [k for k, x in enumerate(inputs) if x is not None]
+    results = predictor.predict([inputs[k] for k in usable], args.batch_size, args.on_bad_example,
+                                names=[f"{source}:{extras[k]['line']}" for k in usable])
     seconds = time.perf_counter() - t0
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    for s, extra, trips in zip(sentences, extras, triplets):
-        out.write(json.dumps({**extra, "tokens": s.tokens, "triplets": trips}, ensure_ascii=False) + "\n")
-    if out is not sys.stdout:
-        out.close()
-    print(f"{len(sentences)} sentences, {sum(map(len, triplets))} triplets, {seconds:.2f} s "
-          f"(model load + prediction)", file=sys.stderr)
+    records = [dict(extra) for extra in extras]
+    for k, r in zip(usable, results):
+        if "error" in r:
+            print(f"skipped {r['error']}", file=sys.stderr)
+            records[k]["error"] = r["error"]
+        else:
+            records[k].update(tokens=r["tokens"], triplets=r["triplets"])
+    if args.output == "-":
+        for rec in records:
+            sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    else:
+        write_jsonl(records, args.output)  # atomic: never a cut-off file
+    print(f"{len(records)} sentences, {sum(len(r.get('triplets', [])) for r in records)} triplets, "
+          f"{sum('error' in r for r in records)} skipped, {seconds:.2f} s", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

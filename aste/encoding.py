@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .input_reader import ENTITY_TYPES, SENTIMENTS, BadExample, ReadReport, Sentence
+from models.labels import ASPECT, OPINION, SENTIMENTS
 
-ASPECT, OPINION = ENTITY_TYPES.index("aspect"), ENTITY_TYPES.index("opinion")
+from .input_reader import BadExample, ReadReport, Sentence
 
 
 @dataclass

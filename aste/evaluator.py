@@ -15,8 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from .encoding import ASPECT, OPINION
-from .input_reader import ENTITY_TYPES, SENTIMENTS
+from models.labels import ASPECT, OPINION, ENTITY_TYPES, SENTIMENTS
 
 KINDS = ("aspect", "opinion", "entity", "pair", "triplet")
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-SENTIMENTS = ("POS", "NEG", "NEU")  # index = class id of the pair classifier
+from models.labels import SENTIMENTS
+
 SENTIMENT_ALIASES = {"POS": "POS", "POSITIVE": "POS", "NEG": "NEG", "NEGATIVE": "NEG", "NEU": "NEU", "NEUTRAL": "NEU"}
-ENTITY_TYPES = ("none", "aspect", "opinion")  # index = class id of the span classifier
 
 
 class BadExample(ValueError):
@@ -32,6 +32,10 @@ class BadExample(ValueError):
     def __init__(self, where: str, reason: str, kind: str):
         super().__init__(f"{where}: {reason}")
         self.where, self.reason, self.kind = where, reason, kind
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read at all (missing, a folder, not text)."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,10 @@ def _sentiment(where: str, label) -> str:
 
 
 def _read_text(path: str) -> str:
+    if os.path.isdir(path):
+        raise DataFileError(f"{path}: is a folder, not a data file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"data file not found: {path} (run `python scripts/get_data.py` to fill data/)")
+        raise DataFileError(f"{path}: data file not found (run `python scripts/get_data.py` to fill data/)")
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()

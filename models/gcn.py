@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dropout import Dropout
 
 
 def gcn_layer(adj: torch.Tensor, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
@@ -24,7 +23,7 @@ class SyntacticGCN(nn.Module):
     def __init__(self, dim: int, layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, dep_adj: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         adj = dep_adj.to(x.dtype)
@@ -58,12 +57,14 @@ class SemanticGCN(nn.Module):
         self.heads = heads
         self.qk = nn.Linear(dim, 2 * dim)  # query and key projections fused into one matmul
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def head_scores(self, x: torch.Tensor) -> torch.Tensor:
         B, W, M = x.shape
         q, k = self.qk(x).view(B, W, 2, self.heads, M // self.heads).permute(2, 0, 3, 1, 4)
-        return q @ k.transpose(-1, -2) / (M // self.heads) ** 0.5  # (B, H, W, W)
+        # scaled before the product, not after: under --amp fp16 a product of unscaled 768-wide
+        # vectors can pass fp16's maximum (65504), as it did in other DeBERTa-family code
+        return (q * (M // self.heads) ** -0.5) @ k.transpose(-1, -2)  # (B, H, W, W)
 
     def adjacency(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         return attention_adjacency(self.head_scores(x), word_mask).mean(1)

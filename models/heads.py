@@ -4,15 +4,14 @@ Span representation: [sentence context; max-pooled span; width embedding] -> {no
 Pair representation: [max-pooled words between the spans; aspect span; opinion span; both width
 embeddings] -> one sigmoid per sentiment (POS, NEG, NEU).
 Dropout (--prop_drop) is applied once to the word features both heads pool from (D2E2S applied it to
-every span and pair representation: the same regulariser on 5-20x more elements, and on CPU drawing
-those masks cost more than the classifiers themselves).
+every span and pair representation: the same regulariser on 5-20x more elements).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from aste.span_ops import RangeMax, between_max_pool
+from .span_ops import RangeMax, between_max_pool
 
 MAX_WIDTH_EMBEDDINGS = 100
 

@@ -7,15 +7,14 @@ Each direction is its own single-layer nn.LSTM run on a dense (B, W, ·) tensor:
     length n goes to n-1-i; padding stays at the end), run forward, then reversed back.
 This computes exactly what a packed sequence computes, but without packing: on CPU a packed LSTM
 runs its backward pass one time step at a time (one weight-gradient matmul per step), which is
-slower and takes more memory than the dense kernel, the more so the longer the batch
-(scripts/benchmark_lstm.py -> Results/benchmarks/lstm.md).
+slower and takes more memory than the dense kernel, the more so the longer the batch.
+tests/test_modules.py checks outputs and gradients against a packed nn.LSTM.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .dropout import Dropout
 
 
 def reverse_within_length(word_mask: torch.Tensor) -> torch.Tensor:
@@ -36,7 +35,7 @@ class MaskedBiLSTM(nn.Module):
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
         self.forward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
         self.backward_layers = nn.ModuleList(nn.LSTM(n, hidden_size, batch_first=True) for n in sizes)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         keep = word_mask.unsqueeze(-1).to(x.dtype)

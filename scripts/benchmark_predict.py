@@ -19,9 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.input_reader import Sentence, read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
-from predict import predict  # noqa: E402
+from aste.predictor import Predictor  # noqa: E402
 from scripts.bench_utils import write_report  # noqa: E402
-from train import load_run  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,15 +36,15 @@ def main(argv=None) -> int:
     sentences = [Sentence(s.tokens, [], s.heads, s.where) for s in test]  # no gold: plain inputs
     add_parses(sentences, cache_dir=os.path.join("data", ".parse_cache"))
     t0 = time.perf_counter()
-    loaded = load_run(args.checkpoint, device)
+    predictor = Predictor.from_run(args.checkpoint, device)
     load_s = time.perf_counter() - t0
     rows = []
     for bs in args.batch_sizes:
-        predict(args.checkpoint, sentences[:64], device, bs, loaded)  # warm-up
+        predictor.predict(sentences[:64], bs)  # warm-up
         t0 = time.perf_counter()
-        out = predict(args.checkpoint, sentences, device, bs, loaded)
+        out = predictor.predict(sentences, bs)
         sec = time.perf_counter() - t0
-        rows.append((bs, sec, len(sentences) / sec, sum(map(len, out))))
+        rows.append((bs, sec, len(sentences) / sec, sum(len(r["triplets"]) for r in out)))
         print(rows[-1], flush=True)
     lines = ["# Prediction throughput", "",
              f"Written by `scripts/benchmark_predict.py` on {time.strftime('%Y-%m-%d')}: run `{args.checkpoint}`, "

@@ -25,12 +25,12 @@ from aste.evaluator import Evaluator  # noqa: E402
 from aste.input_reader import read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
 from aste.sampling import ASTEDataset, LengthBucketSampler, collate  # noqa: E402
-from aste.span_ops import RangeMax  # noqa: E402
-from aste.trainer import peak_rss_mb  # noqa: E402
+from aste.environment import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
-from models.encoder import load_encoder, load_tokenizer, pool_subwords  # noqa: E402
+from models.encoder import load_encoder, load_tokenizer  # noqa: E402
+from models.span_ops import RangeMax  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402
-from scripts.bench_utils import staged_forward, sync  # noqa: E402
+from scripts.bench_utils import sync  # noqa: E402
 
 
 def fwd_bwd(fn, *inputs):
@@ -125,20 +125,23 @@ def main(argv=None):
         rows["data"].append(timed(lambda: collate_batch(idx), torch.device("cpu"), args.repeats))
         batch = to_dev(cpu_batch)
         mask = batch["word_mask"]
-        W = mask.shape[1]
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             def enc_fn():
                 return model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             rows["encoder"].append(timed(lambda: enc_fn().sum().backward(), device, args.repeats))
             encoder_only.append(rows["encoder"][-1])
-            with torch.no_grad():  # every stage's input, from one forward pass
-                stage = staged_forward(model, batch)
-            h, words, ctx, h_syn, h_sem, fused, feats = (stage[k] for k in ("h", "words", "context", "h_syn", "h_sem",
-                                                                            "fused", "feats"))
-            rows["bilstm"].append(timed(fwd_bwd(lambda hh: model.lstm(pool_subwords(hh, batch["subword_word"], W), mask), h), device, args.repeats))
+            with torch.no_grad():  # every stage's input, from one forward pass through the model's own stages
+                words = model.word_features(batch)
+                ctx = model.context(words, mask)
+                h_syn, h_sem = model.syn_gcn(ctx, batch["dep_adj"], mask), model.sem_gcn(ctx, mask)
+                fused = model.fusion(model.word_proj(words), h_syn, h_sem, mask)
+                feats = model.fuse(words, h_syn, h_sem, mask)
+                table, sc = model.span_inputs(batch, feats)
+                _, pooled, width = model.span_head(table, batch["spans"], sc)
+            rows["bilstm"].append(timed(fwd_bwd(lambda w: model.context(w, mask), words), device, args.repeats))
             rows["syntactic_gcn"].append(timed(fwd_bwd(lambda c: model.syn_gcn(c, batch["dep_adj"], mask), ctx), device, args.repeats))
             rows["semantic_gcn"].append(timed(fwd_bwd(lambda c: model.sem_gcn(c, mask), ctx), device, args.repeats))
-            rows["fusion"].append(timed(fwd_bwd(lambda w, a, b: model.fusion(w, a, b, mask), words, h_syn, h_sem), device, args.repeats))
+            rows["fusion"].append(timed(fwd_bwd(lambda w, a, b: model.fusion(model.word_proj(w), a, b, mask), words, h_syn, h_sem), device, args.repeats))
             rows["self_attention"].append(timed(fwd_bwd(lambda f: model.self_attention(f, f, f, key_padding_mask=~mask, need_weights=False)[0], fused), device, args.repeats))
 
             def span_stage(f):
@@ -150,7 +153,7 @@ def main(argv=None):
             # built once here (their cost is the span head's); backward runs into the table's input
             table = RangeMax(feats.detach().requires_grad_())
             rows["pair_head"].append(timed(fwd_bwd(lambda p, w: model.pair_head(table, batch["spans"], p, w, batch["pairs"]),
-                                                   stage["pooled"], stage["width"]), device, args.repeats))
+                                                   pooled, width), device, args.repeats))
 
         rows["step"].append(timed(lambda: step_on(batch), device, args.repeats))
 

@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aste.checkpoint import write_json  # noqa: E402
+from aste.atomic import write_json  # noqa: E402
 from aste.input_reader import BadExample, ReadReport, read_aste  # noqa: E402
 from aste.parsing import load_spacy  # noqa: E402
 

@@ -85,8 +85,7 @@ def metrics_lines(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         lines = [json.loads(x) for x in f]
     for r in lines:  # timings and memory differ between runs; everything else must not
-        for k in ("train_seconds", "sentences_per_second", "dev_seconds", "test_seconds", "peak_rss_mb",
-                  "children_peak_rss_mb"):
+        for k in ("train_seconds", "sentences_per_second", "dev_seconds", "test_seconds", "peak_rss_mb"):
             r.pop(k)
     return lines
 
@@ -202,118 +201,37 @@ def test_sweep_skips_finished_and_summarize_writes_table_and_plot(tiny_bert_dir,
 
 
 def test_resume_refuses_changed_flags(tmp_path):
-    from train import check_same_flags
+    from aste.runs import resume_conflicts
+    from Parameter import build_parser
 
-    args = parse_args(["--epochs", "5", "--lr", "2e-4"])
-    (tmp_path / "config.json").write_text(json.dumps({"args": vars(args)}))
-    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--threads", "2"]))
-    with pytest.raises(SystemExit, match=r"--lr was 0.0002, now 0.0001"):
-        check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--resume"]))
+    defaults = vars(build_parser().parse_args([]))
+    saved = vars(parse_args(["--epochs", "5", "--lr", "2e-4"]))
+    assert resume_conflicts(saved, parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--threads", "2"]), defaults) == []
+    assert resume_conflicts(saved, parse_args(["--epochs", "5", "--resume"]), defaults) == ["--lr was 0.0002, now 0.0001"]
     # a run started before a flag existed had that flag's default
-    older = {k: v for k, v in vars(args).items() if k not in ("cpu_heap_trim", "max_bad_steps")}
-    (tmp_path / "config.json").write_text(json.dumps({"args": older}))
-    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume"]))
-    check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--cpu_heap_trim", "epoch"]))
-    with pytest.raises(SystemExit, match=r"--max_bad_steps was 10, now 3"):
-        check_same_flags(str(tmp_path), parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--max_bad_steps", "3"]))
+    older = {k: v for k, v in saved.items() if k != "max_bad_steps"}
+    assert resume_conflicts(older, parse_args(["--epochs", "5", "--lr", "2e-4", "--resume"]), defaults) == []
+    assert resume_conflicts(older, parse_args(["--epochs", "5", "--lr", "2e-4", "--resume", "--max_bad_steps", "3"]),
+                            defaults) == ["--max_bad_steps was 10, now 3"]
 
 
-def test_git_commit_in_checkout_and_worktrees(tmp_path):
-    """config.json's git_commit is read from .git without a subprocess; it must also work in a git
-    worktree (where .git is a file) on a branch and detached, and with packed refs."""
-    from aste.trainer import git_commit
+def test_git_commit_and_dirty_flag(tmp_path, monkeypatch):
+    """config.json records the code's commit and whether the checkout had uncommitted changes."""
+    import aste.environment as env
 
     def git(*args, cwd=tmp_path / "repo"):
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
                               capture_output=True, text=True).stdout.strip()
-    (tmp_path / "repo").mkdir()
+    pkg = tmp_path / "repo" / "aste"
+    pkg.mkdir(parents=True)
+    (pkg / "environment.py").write_text("x")
     git("init", "-q", "-b", "main")
-    (tmp_path / "repo" / "f.txt").write_text("x")
-    git("add", "f.txt")
+    git("add", ".")
     git("commit", "-qm", "one")
-    head = git("rev-parse", "HEAD")
-    assert git_commit(str(tmp_path / "repo")) == head
-    git("worktree", "add", "-q", "-b", "side", str(tmp_path / "wt_branch"))
-    git("worktree", "add", "-q", "--detach", str(tmp_path / "wt_detached"), head)
-    assert git_commit(str(tmp_path / "wt_branch")) == head
-    assert git_commit(str(tmp_path / "wt_detached")) == head
-    git("pack-refs", "--all")
-    assert git_commit(str(tmp_path / "repo")) == head and git_commit(str(tmp_path / "wt_branch")) == head
-
-
-def test_release_free_heap_hands_freed_pages_back():
-    """Once per epoch the trainer returns glibc's free heap pages to the OS (aste.trainer.release_free_heap).
-    Freed small tensors stay in the heap; after the call the resident set has dropped again."""
-    import platform
-
-    from aste.trainer import _glibc, release_free_heap, rss_mb
-    if platform.system() != "Linux" or _glibc() is None:
-        assert release_free_heap() is False
-        pytest.skip("no glibc here: release_free_heap does nothing")
-    release_free_heap()
-    before = rss_mb()
-    # 200 MB in 64 KB tensors: below glibc's mmap threshold, so they live in the heap
-    chunks = [torch.ones(16384) for _ in range(3200)]
-    del chunks[:-1]  # keep the last one: the freed memory is not at the heap's top, so it is not trimmed on free
-    held = rss_mb()
-    assert held - before > 150
-    assert release_free_heap() is True
-    assert rss_mb() - before < 50
-
-
-def test_heap_trim_steps_surround_the_largest_batches():
-    """On CPU the trainer also trims the heap just before and just after each batch of at least 0.6 of
-    the epoch's largest (padded subword count), the batches that set the resident peak."""
-    from aste.trainer import heap_trim_steps, padded_batch_sizes
-    # cut = 0.6 * 100 = 60: steps 2, 4, 6 are large; 3 and 5 follow one; 6 is the last step
-    assert heap_trim_steps([10, 100, 30, 65, 59, 100]) == {2, 3, 4, 5, 6}
-    assert heap_trim_steps([10, 100, 30], fraction=0.2) == {2, 3}  # 10 < 20
-    assert heap_trim_steps([]) == set()
-
-    class Lengths:
-        def lengths(self):
-            return [5, 9, 7, 3]
-    loader = SimpleNamespace(dataset=Lengths(), batch_sampler=[[0, 1], [2], [3, 2, 0]])
-    assert padded_batch_sizes(loader) == [2 * 9, 7, 3 * 7]
-
-
-def test_train_epoch_trims_the_heap_around_large_batches(monkeypatch):
-    """train_epoch calls release_free_heap at the start and before the steps heap_trim_steps names,
-    on CPU with --cpu_heap_trim large_batches (the default); only at the start with `epoch`."""
-    from functools import partial
-
-    from torch.utils.data import DataLoader
-
-    import aste.trainer as T
-    from aste.input_reader import Sentence, Triplet
-    from aste.sampling import ASTEDataset, ShuffledBatchSampler, collate
-    from helpers import tiny_model
-    from conftest import minilm_dir
-
-    model, tok = tiny_model(minilm_dir(), hidden_dim=16)
-    words = ["good", "soup", "and", "rude", "staff", "but", "nice", "view", "overall", "."]
-    sents = [Sentence(words[:n], [Triplet((1, 2), (0, 1), "POS")], [0] + [1] * (n - 1), f"s:{n}")
-             for n in (3, 10, 4, 9, 3, 3)]
-    ds = ASTEDataset(sents, tok, max_span_size=3, train=True)
-    sampler = ShuffledBatchSampler(ds.lengths(), 2, shuffle=True, seed=0)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=partial(collate, pad_id=ds.pad_id))
-    expected = T.heap_trim_steps(T.padded_batch_sizes(loader))
-    assert expected and len(expected) < len(loader)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    for policy, trims in (("large_batches", [1] + sorted(expected)), ("epoch", [1])):
-        calls = []  # -1: a step moves its batch to the device; 0: a heap trim
-        monkeypatch.setattr(T, "to_device", lambda batch, device: calls.append(-1) or batch)
-        monkeypatch.setattr(T, "release_free_heap", lambda: calls.append(0) or True)
-        monkeypatch.setattr(T, "_glibc", lambda: object())  # the plan is made only where glibc can trim
-        args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
-                               cpu_heap_trim=policy)
-        T.train_epoch(model, loader, opt, T.linear_schedule(opt, 0, 10), scaler, args, torch.device("cpu"), None,
-                      T.TrainState(), 1)
-        steps, seen = [], 0
-        for c in calls:  # to_device marks each step; a trim just before it belongs to that step
-            if c == -1:
-                seen += 1
-            else:
-                steps.append(seen + 1)  # the step that runs next (the epoch-start trim: step 1)
-        assert steps == trims, (policy, steps)
+    monkeypatch.setattr(env, "__file__", str(pkg / "environment.py"))
+    assert env.git_commit() == {"commit": git("rev-parse", "HEAD"), "dirty": False}
+    (pkg / "environment.py").write_text("y")
+    assert env.git_commit()["dirty"] is True
+    monkeypatch.setattr(env, "__file__", str(tmp_path / "nogit" / "aste" / "environment.py"))
+    (tmp_path / "nogit" / "aste").mkdir(parents=True)
+    assert env.git_commit() == {"commit": None, "dirty": None}

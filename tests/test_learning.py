@@ -67,23 +67,20 @@ def test_deberta_v3_architecture_full_train_step(tiny_deberta_dir):
 
 def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
     from functools import partial
-    from types import SimpleNamespace
 
     from torch.utils.data import DataLoader
 
     from aste import trainer as T
     from aste.sampling import ASTEDataset, LengthBucketSampler, collate
+    from Parameter import parse_args
 
     model, tok = tiny_model(tiny_bert_dir)
     ds = ASTEDataset(toy_sentences(), tok, max_span_size=4, train=True)
     ds.set_epoch(1)
     loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
                         collate_fn=partial(collate, pad_id=ds.pad_id))
-    args = SimpleNamespace(grad_accum_steps=1, max_grad_norm=1.0, max_bad_steps=3, log_every=0,
-                           cpu_heap_trim="large_batches")
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sched = T.linear_schedule(opt, 0, 100)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    args = parse_args(["--max_bad_steps", "3", "--lr", "1e-3", "--lr_warmup", "0"])
+    trainer = T.Trainer(model, model, args, torch.device("cpu"), None, updates_per_epoch=len(loader))
     real_loss, calls = model.loss, {"n": 0}
 
     def flaky(*a, **k):
@@ -92,18 +89,19 @@ def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
         return (total * float("nan") if calls["n"] == 2 else total), s, p
 
     model.loss = flaky
-    state = T.TrainState()
-    stats = T.train_epoch(model, loader, opt, sched, scaler, args, torch.device("cpu"), None, state, 1)
-    assert stats["skipped_steps"] == 1 and state.bad_steps_total == 1 and stats["loss"] == stats["loss"]
+    stats = trainer.train_epoch(loader, 1)
+    assert stats["skipped_steps"] == 1 and trainer.state.bad_steps_total == 1 and stats["loss"] == stats["loss"]
     assert all(torch.isfinite(p).all() for p in model.parameters())
     model.loss = lambda *a, **k: (real_loss(*a, **k)[0] * float("inf"), torch.tensor(0.0), torch.tensor(0.0))
     with pytest.raises(T.NonFiniteLoss, match="3 non-finite losses in a row"):
-        T.train_epoch(model, loader, opt, sched, scaler, args, torch.device("cpu"), None, state, 2)
+        trainer.train_epoch(loader, 2)
 
 
 def test_oom_message_names_shape_and_remedies():
-    from aste.trainer import oom_message
+    from aste.trainer import OutOfMemory, out_of_memory_message
 
     batch = {"input_ids": torch.zeros(16, 87, dtype=torch.long), "spans": torch.zeros(1700, 3)}
-    msg = oom_message(batch)
+    with pytest.raises(OutOfMemory) as err, out_of_memory_message(batch, "training"):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    msg = str(err.value)
     assert "16 sentences x 87 subwords" in msg and "--amp fp16" in msg and "--grad_checkpointing" in msg

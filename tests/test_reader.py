@@ -74,7 +74,8 @@ def test_malformed_json_names_file_and_line(tmp_path):
 
 
 def test_missing_file_says_how_to_get_data(tmp_path):
-    with pytest.raises(FileNotFoundError, match="get_data.py"):
+    from aste.input_reader import DataFileError
+    with pytest.raises(DataFileError, match="get_data.py"):
         read_sentences(str(tmp_path / "nope.json"))
 
 

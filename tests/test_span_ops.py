@@ -2,7 +2,7 @@
 original code built a (batch x spans x tokens x hidden) tensor, masked it with -1e30 and took the max."""
 import torch
 
-from aste.span_ops import RangeMax, between_max_pool, span_max_pool
+from models.span_ops import RangeMax, between_max_pool, span_max_pool
 from aste.sampling import candidate_spans
 
 

@@ -1,0 +1,40 @@
+"""Fusion of the syntactic and semantic GCN branches: one interface, a registry keyed by --fusion.
+
+Every fusion module is built as ``Fusion(dim, **options)`` and called as
+``fusion(x, h_syn, h_sem, word_mask) -> (B, W, dim)``: x is the residual stream (the encoder's word
+features), h_syn / h_sem the two GCN outputs, word_mask (B, W) True on real words. Outputs at
+padding are zero, and real positions never depend on padding.
+
+To add a fusion: write a module in this folder with that constructor and call, and add it to
+FUSIONS (and, if it has attention heads, to DEFAULT_HEADS); `--fusion NAME` then selects it.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .cross_attention import CrossAttentionFusion
+from .lightweight import LightweightCrossAttentionFusion
+from .tin import TINFusion
+
+FUSIONS = {
+    "tin": TINFusion,
+    "cross_attention": CrossAttentionFusion,
+    "lightweight": LightweightCrossAttentionFusion,
+}
+DEFAULT_HEADS = {"cross_attention": 8, "lightweight": 4}  # the one place that sets them
+
+
+def fusion_heads(name: str, heads: int | None) -> int | None:
+    """Attention heads a fusion runs with: the given count, its default, or None (no attention)."""
+    return (heads or DEFAULT_HEADS[name]) if name in DEFAULT_HEADS else None
+
+
+def build_fusion(name: str, dim: int, heads: int | None = None, share_weights: bool = False,
+                 window: int = 0, dropout: float = 0.1) -> nn.Module:
+    if name not in FUSIONS:
+        raise ValueError(f"--fusion {name!r}: choose from {sorted(FUSIONS)}")
+    if name == "tin":
+        return TINFusion(dim)
+    if name == "lightweight":
+        return LightweightCrossAttentionFusion(dim, fusion_heads(name, heads), window, dropout)
+    return CrossAttentionFusion(dim, fusion_heads(name, heads), share_weights, window, dropout)
