@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import math
 import os
 
 from models.fusion import DEFAULT_HEADS, FUSIONS
@@ -94,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
     g = p.add_argument_group("output")
+    g.add_argument("--config", default=None, metavar="FILE",
+                   help="take every flag from a run's config.json ('args'); flags on the command line override them")
     g.add_argument("--results_dir", default="Results", help="runs go to <results_dir>/<dataset>/<run_name>/")
     g.add_argument("--run_name", default=None, help="default: fusion + options + seed")
     g.add_argument("--resume", action="store_true", help="continue the run in its folder from its last saved state")
@@ -137,9 +142,29 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
                  "attention_heads", "max_pairs", "max_bad_steps", "save_state_every"):
         if getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
+    for name in ("hidden_dim", "threads", "deberta_feature_dim", "emb_dim"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            fail(f"--{name} must be >= 1")
+    for name in ("size_embedding",):
+        if getattr(args, name) < 1:
+            fail(f"--{name} must be >= 1")
+    for name in ("num_workers", "log_every"):
+        if getattr(args, name) < 0:
+            fail(f"--{name} must be >= 0")
     for name in ("neg_entity_count", "neg_triple_count"):
         if getattr(args, name) < -1:
             fail(f"--{name} must be -1 (all) or >= 0")
+    for name in ("lr", "task_lr", "max_grad_norm"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            fail(f"--{name} must be a number > 0 (got {value:g})")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        fail(f"--weight_decay must be >= 0 (got {args.weight_decay:g})")
+    if not 0.0 <= args.lr_warmup < 1.0:
+        fail(f"--lr_warmup is the fraction of updates with warm-up: it must be in [0, 1) (got {args.lr_warmup:g})")
+    for name in ("drop_out_rate", "gcn_dropout", "prop_drop", "attention_dropout"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            fail(f"--{name} is a dropout probability: it must be in [0, 1) (got {getattr(args, name):g})")
     if not 0.0 <= args.sen_filter_threshold < 1.0:
         fail("--sen_filter_threshold must be in [0, 1)")
     if args.eval_only and not args.checkpoint:
@@ -148,6 +173,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         fail("--checkpoint is for --eval_only (use --resume to continue training a run)")
     if args.checkpoint and not os.path.isdir(args.checkpoint):
         fail(f"--checkpoint {args.checkpoint}: no such run folder")
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        fail("--tensorboard needs the tensorboard package: pip install tensorboard (or -r requirements-dev.txt)")
     if args.amp == "bf16" and args.device == "cpu":
         fail("--amp bf16 is for CUDA; CPU runs in fp32")
     return args
@@ -171,5 +198,33 @@ def check_against_encoder(args: argparse.Namespace, encoder_dim: int) -> None:
                              f"(= 2 x --hidden_dim {hidden})")
 
 
+# flags that say what to do with a run, not how it is made: never taken from a --config file
+NOT_FROM_CONFIG = {"config", "resume", "eval_only", "checkpoint", "debug"}
+
+
+def config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
+    """The flags saved in a run's config.json ('args'), as parser defaults."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except OSError as err:
+        raise SystemExit(f"error: --config {path}: {err.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SystemExit(f"error: --config {path}: not readable JSON ({err})") from None
+    saved = saved.get("args", saved) if isinstance(saved, dict) else None
+    if not isinstance(saved, dict):
+        raise SystemExit(f"error: --config {path}: expected a config.json written by train.py (an 'args' object)")
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise SystemExit(f"error: --config {path}: unknown flags {', '.join('--' + k for k in unknown)}")
+    # the resolved --fusion carries --use_cross_attention, so a --fusion given now is no contradiction
+    return {k: v for k, v in saved.items() if k not in NOT_FROM_CONFIG and k != "use_cross_attention"}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    return validate(build_parser().parse_args(argv))
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.config:
+        parser.set_defaults(**config_defaults(first.config, parser))
+    return validate(parser.parse_args(argv))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -32,21 +33,40 @@ from Parameter import build_parser, check_against_encoder, parse_args
 log = logging.getLogger("aste")
 
 
-def setup_logging(run_dir: str | None = None) -> None:
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if run_dir:
-        handlers.append(logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        handlers=handlers, force=True)
+LOG_FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+def setup_logging() -> logging.handlers.MemoryHandler:
+    """Log to stdout, and keep every record (Python warnings included) until the run folder is known:
+    log_to_run_folder then writes them to its train.log first."""
+    early = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+    console = logging.StreamHandler(sys.stdout)
+    for h in (early, console):
+        h.setFormatter(LOG_FORMAT)
+    logging.basicConfig(level=logging.INFO, handlers=[console, early], force=True)
     logging.captureWarnings(True)  # warnings (ours and the libraries') reach train.log too
+    return early
+
+
+def log_to_run_folder(run_dir: str, early: logging.handlers.MemoryHandler) -> None:
+    file_handler = logging.FileHandler(os.path.join(run_dir, "train.log"), encoding="utf-8")
+    file_handler.setFormatter(LOG_FORMAT)
+    early.setTarget(file_handler)
+    early.flush()  # what was logged before the folder existed
+    root = logging.getLogger()
+    root.removeHandler(early)
+    early.close()
+    root.addHandler(file_handler)
 
 
 # ---- stages ---------------------------------------------------------------------------------------
-def open_run_folder(args, dist) -> RunFolder:
+def open_run_folder(args, dist, early_log) -> RunFolder:
     run = RunFolder(os.path.join(args.results_dir, args.dataset, args.run_name or default_run_name(args)))
     os.makedirs(run.path, exist_ok=True)
-    setup_logging(run.path if dist.is_main else None)
-    if not dist.is_main:
+    if dist.is_main:
+        log_to_run_folder(run.path, early_log)
+    else:
+        logging.getLogger().removeHandler(early_log)
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports
     if run.has_history() and not args.resume:
         raise SystemExit(f"error: {run.path} already holds a run; use --resume to continue it or --run_name NAME")
@@ -143,6 +163,7 @@ def model_config(args, encoder_dim: int) -> ModelConfig:
 
 def main(argv=None) -> dict | None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    early_log = setup_logging()
     args = parse_args(argv)                                                    # flags
     if args.eval_only:
         return eval_only(args, argv)
@@ -154,7 +175,7 @@ def main(argv=None) -> dict | None:
     enc_config = load_config(args.pretrained_deberta_name)
     check_against_encoder(args, enc_config.hidden_size)
 
-    run = open_run_folder(args, dist)                                          # run folder
+    run = open_run_folder(args, dist, early_log)                               # run folder
     if args.resume and (finished := run.finished_summary()) is not None:
         log.info("%s already finished: %s", run.path, json.dumps(finished))
         return finished
@@ -197,7 +218,6 @@ def main(argv=None) -> dict | None:
 
 def eval_only(args, argv: list[str]) -> None:
     """Re-evaluate a saved run with the same metrics as training."""
-    setup_logging()
     device = pick_device(args.device)
     model, tokenizer, run_cfg = load_run(args.checkpoint, device)
     saved = run_cfg["args"]

@@ -49,7 +49,7 @@ def check_cuda_build(device: torch.device) -> None:
         raise SystemExit(
             f"error: {torch.cuda.get_device_name(device)} ({sm}) is not supported by the installed torch "
             f"{torch.__version__} (CUDA {torch.version.cuda}, built for {' '.join(arch_list)}); install a build "
-            f"with {sm} kernels, e.g. pip install torch==2.7.1 --index-url https://download.pytorch.org/whl/cu126 "
+            f"with {sm} kernels, e.g. pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126 "
             "(README, 'On Kaggle')")
 
 

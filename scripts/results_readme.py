@@ -1,58 +1,177 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
-    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 --tuning "Results/14res/tune-*" \
+    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 \
+        --seeds "Results/14res/all-minilm-l6-v2-tin-seed*" --tuning "Results/14res/tune-*" \
         --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
         --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
-        --codecheck 0.2.1 --codecheck_before "Results/14res/codecheck-8b562f1-*" "Results/14res/codecheck-f2485a5-*" \
-        --codecheck_after "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
-        --codecheck 0.2.2 --codecheck_before "Results/14res/codecheck-7097bf9-*" "Results/14res/codecheck-bea4abd-*" \
-        --codecheck_after "Results/14res/codecheck-f768416-*" \
-        --codecheck 0.2.3 --codecheck_before Results/14res/codecheck-f768416-tin-seed42 \
-        --codecheck_after Results/14res/codecheck-436ce2c-tin-seed42 \
-        --codecheck 0.2.4 --codecheck_before Results/14res/codecheck-436ce2c-tin-seed42 \
-        --codecheck_after Results/14res/all-minilm-l6-v2-tin-seed42 \
-        --long Results/14res/memory-20ep-b750627 "Results/14res/full120-*" --long_note "$(cat Results/long_runs_note.txt)"
+        --sweep "Results/14res/sweep3ep-*"
+
+Every section gives the command(s) that made its runs, rebuilt from each run's config.json ('args'): the
+flags that differ from today's defaults or from the defaults at the run's own commit. Runs made with other
+code than the reference run say so, with their commit. config.json comes in two shapes (older runs:
+top-level git_commit/device/versions; current code: an "environment" block); both are read.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import glob
 import json
 import os
+import re
+import shlex
+import statistics
+import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from aste.evaluator import sentiment_table  # noqa: E402
-from scripts.summarize import commits, load_run, option_defaults, summarize  # noqa: E402
+from Parameter import build_parser  # noqa: E402
+from scripts.summarize import commit_label, commits, load_run, option_defaults, run_environment, summarize  # noqa: E402
+
+# args that do not change what a run computes (or say what to do with a run), left out of the commands
+NOT_IN_COMMAND = {"run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "debug",
+                  "save_state_every", "eval_only", "checkpoint", "num_workers", "use_cross_attention", "config"}
+# always written, in this order, at the start of a command
+FIRST = ("dataset", "pretrained_deberta_name", "epochs", "seed")
 
 
-# What each checked release changed, for its section of "Same model, two code versions"
-CODE_CHANGES = {
-    "0.2.1": ("The span pooling's backward pass: the same function with a different summation order (in float64 "
-              "the whole model's gradients agree with the old formulation, "
-              "`tests/test_modules.py::test_model_gradients_with_fast_and_naive_span_pooling_agree`), so the "
-              "differences are rounding differences. The 'before' runs of seeds 1 and 2 ran in a git worktree "
-              "at the commit their folder names give, which that version's `config.json` could not read "
-              "(`unknown`; fixed in 0.2.1)."),
-    "0.2.2": ("The CPU dropout mask (`models/dropout.py`): the same drop probability and scaling, drawn from "
-              "other random bits, so every dropout mask differs from the first step on; the encoder's attention "
-              "under dropout is now written out (scores, softmax, mask, matmul), which also rounds slightly "
-              "differently from torch's own math path. The differences are those between two draws of the "
-              "same training randomness."),
-    "0.2.3": ("Host memory only: the heap is trimmed just before and after the largest batches of each CPU "
-              "epoch, and a parse-cache hit no longer imports spaCy. No arithmetic changes, so the same command "
-              "must give the same numbers (and the same training loss at every epoch, in `metrics.jsonl`)."),
-    "0.2.4": ("Activation memory only: the encoder's feed-forward activation output and its dropped-out "
-              "attention probabilities are rebuilt in the backward pass from tensors the graph keeps anyway, "
-              "instead of being kept (`models/recompute.py`; gradients bit-identical in "
-              "`tests/test_recompute.py`). The same command must give the same numbers."),
-}
+# ---------------------------------------------------------------- commands rebuilt from config.json
+
+
+@functools.cache
+def _actions() -> dict:
+    return {a.dest: a for a in build_parser()._actions if a.dest != "help"}
+
+
+def _git(*cmd: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@functools.cache
+def defaults_at(commit: str | None) -> dict:
+    """train.py's flag defaults at a commit, read from that commit's Parameter.py (literal defaults only;
+    {} when the commit or file is not available)."""
+    if not commit:
+        return {}
+    res = _git("show", f"{commit}:Parameter.py")
+    if res is None or res.returncode:
+        return {}
+    out = {}
+    for node in ast.walk(ast.parse(res.stdout)):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument" and node.args
+                and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("--")):
+            continue
+        kw = {k.arg: k.value for k in node.keywords}
+        dest = kw["dest"].value if isinstance(kw.get("dest"), ast.Constant) else node.args[0].value[2:].replace("-", "_")
+        if "default" in kw:
+            try:
+                out[dest] = ast.literal_eval(kw["default"])
+            except ValueError:
+                pass
+        elif isinstance(kw.get("action"), ast.Constant) and kw["action"].value == "store_true":
+            out[dest] = False
+        else:
+            out[dest] = None
+    return out
+
+
+def _same(dest: str, value, default) -> bool:
+    if dest == "fusion":  # a run's args hold the resolved fusion; no --fusion means tin
+        return (value or "tin") == (default or "tin")
+    return value == default
+
+
+def _render(action: argparse.Action, value) -> list[str]:
+    name = action.option_strings[0]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return [name if value else "--no-" + name[2:]]
+    if action.nargs == 0:  # store_true
+        return [name] if value else []
+    return [name, f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+def train_flags(args: dict, commit: str | None = None, skip: tuple = ()) -> list[str]:
+    """train.py flags that make a run with these args: FIRST always, then every flag (in the parser's order)
+    whose value differs from today's default or from the default at `commit` (the run's own code)."""
+    actions, old = _actions(), defaults_at(commit)
+    flags = []
+    for dest in FIRST:
+        if dest in args and dest not in skip:
+            flags += _render(actions[dest], args[dest])
+    for dest, action in actions.items():
+        if dest in FIRST or dest in NOT_IN_COMMAND or dest in skip or dest not in args:
+            continue
+        value = args[dest]
+        if not _same(dest, value, action.default) or (dest in old and not _same(dest, value, old[dest])):
+            flags += _render(action, value)
+    return flags
+
+
+def train_command(run: dict, skip: tuple = ()) -> str:
+    return shlex.join(["python", "train.py", *train_flags(run["cfg"]["args"], run_environment(run["cfg"])["commit"],
+                                                           skip)])
+
+
+def commands_block(runs: list[dict]) -> list[str]:
+    """A shell block: each run's folder and commit as a comment, then its train.py command."""
+    lines = ["```bash"]
+    for r in runs:
+        lines += [f"# {r['dir']} (commit {commit_label(r['cfg'])})", train_command(r)]
+    return lines + ["```"]
+
+
+# ---------------------------------------------------------------- which code made which runs
+
+
+def is_ancestor(old: str, new: str) -> bool | None:
+    res = _git("merge-base", "--is-ancestor", old, new)
+    return None if res is None or res.returncode not in (0, 1) else res.returncode == 0
+
+
+def code_sentence(runs: list[dict], core: dict, subject: str = "These runs were") -> str:
+    """Whether the runs were made with the reference run's code, or older/other code, from their commits."""
+    ref = run_environment(core["cfg"])
+    ref_label = commit_label(core["cfg"])
+    labels = {commit_label(r["cfg"]) for r in runs}
+    if labels == {ref_label} and "unknown" not in labels:
+        return f"{subject} made with the same code as the reference run (commit `{ref_label}`)."
+    shas = {run_environment(r["cfg"])["commit"] for r in runs}
+    older = all(s and ref["commit"] and s != ref["commit"] and is_ancestor(s, ref["commit"]) for s in shas)
+    text = (f"{subject} made with {'older' if older else 'other'} code than the reference run: commit(s) "
+            f"{commits(runs)} (reference run: `{ref_label}`). To rerun one, check out its commit; with later code the "
+            "same flags need not give the same numbers.")
+    if any(run_environment(r["cfg"])["dirty"] is None for r in runs):
+        text += " (Older config.json files do not record uncommitted changes.)"
+    return text
+
+
+def machine(cfg: dict) -> str:
+    env = run_environment(cfg)
+    parts = [env.get("device") or "unknown device"]
+    if env.get("gpu"):
+        parts[0] += f" ({env['gpu']}, CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')})"
+    parts += [f"{name} {env[key]}" for key, name in (("torch", "torch"), ("transformers", "transformers"),
+                                                      ("python", "Python")) if env.get(key)]
+    if env.get("spacy_pipeline"):
+        parts.append(f"spaCy {env.get('spacy')} with {env['spacy_pipeline']} {env.get('spacy_pipeline_version')}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- tables
 
 
 def epoch_table(run: dict) -> str:
-    lines = ["| epoch | loss | train s | dev s | test s | dev aspect | dev opinion | dev pair | dev triplet | "
-             "test aspect | test opinion | test pair | test triplet | peak RSS MB |", "|" + "---|" * 14]
+    cuda = any("peak_cuda_mb" in r for r in run["history"])
+    head = ["epoch", "loss", "train s", "dev s", "test s", "dev aspect", "dev opinion", "dev pair", "dev triplet",
+            "test aspect", "test opinion", "test pair", "test triplet", "peak RSS MB"] + (["peak CUDA MB"] if cuda else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = run["cfg"]["summary"]["best_epoch"]
     for r in run["history"]:
         mark = " **(best dev)**" if r["epoch"] == best else ""
@@ -60,62 +179,31 @@ def epoch_table(run: dict) -> str:
                  f"{r['test_seconds']:.1f}"]
         cells += [f"{r[s][k]['f1']:.2f}" for s in ("dev", "test") for k in ("aspect", "opinion", "pair", "triplet")]
         cells.append(f"{r['peak_rss_mb']:.0f}")
+        if cuda:
+            cells.append(f"{r['peak_cuda_mb']:.0f}" if "peak_cuda_mb" in r else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def codecheck_table(before: list[dict], after: list[dict]) -> list[str]:
-    """Dev and test triplet F1 (and the run's peak RSS) per seed, code before vs after a change, with the
-    means over seeds run with both."""
-    old = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in before}
-    new = {r["cfg"]["args"]["seed"]: r["cfg"]["summary"] for r in after}
-    lines = [f"| seed | before ({commits(before)}) dev | before test | after ({commits(after)}) dev | after test | "
-             "test difference | peak RSS MB before | after |", "|---|---|---|---|---|---|---|---|"]
-    both = sorted(set(old) & set(new))
-    for seed in both:
-        o, n = old[seed], new[seed]
-        lines.append(f"| {seed} | {o['dev_triplet_f1']:.2f} | {o['test_triplet_f1']:.2f} | {n['dev_triplet_f1']:.2f} | "
-                     f"{n['test_triplet_f1']:.2f} | {n['test_triplet_f1'] - o['test_triplet_f1']:+.2f} | "
-                     f"{o['peak_rss_mb']:.0f} | {n['peak_rss_mb']:.0f} |")
-    if len(both) > 1:
-        def mean(runs, key):
-            return sum(runs[s][key] for s in both) / len(both)
-        lines.append(f"| mean of {len(both)} | {mean(old, 'dev_triplet_f1'):.2f} | {mean(old, 'test_triplet_f1'):.2f} | "
-                     f"{mean(new, 'dev_triplet_f1'):.2f} | {mean(new, 'test_triplet_f1'):.2f} | "
-                     f"{mean(new, 'test_triplet_f1') - mean(old, 'test_triplet_f1'):+.2f} | | |")
-    losses = {r["cfg"]["args"]["seed"]: [h["loss"] for h in r["history"]] for r in before}
-    same = sorted({seed for seed in both for r in after if r["cfg"]["args"]["seed"] == seed
-                   and [h["loss"] for h in r["history"]] == losses[seed]})
-    lines += ["", f"Seeds whose training loss is identical at every epoch (`metrics.jsonl`): "
-                  f"{', '.join(map(str, same)) if same else 'none'}."]
-    return lines
-
-
-MILESTONES = (1, 2, 5, 10, 20, 30, 40, 60, 80, 100, 120, 150, 200)
-
-
-def peak_by_epoch_table(runs: list[dict]) -> str:
-    """Peak RSS so far (the process's peak up to and including that epoch) at milestone epochs, one
-    column per run; the last row is each run's whole-run peak."""
-    longest = max(len(r["history"]) for r in runs)
-    epochs = [e for e in MILESTONES if e <= longest]
-    if longest not in epochs:
-        epochs.append(longest)
-    head = "| epoch | " + " | ".join(f"`{os.path.basename(r['dir'])}` ({commits([r])})" for r in runs) + " |"
-    lines = [head, "|" + "---|" * (len(runs) + 1)]
-    by_epoch = [{h["epoch"]: h for h in r["history"]} for r in runs]
-    for e in epochs:
-        cells = [f"{h[e]['peak_rss_mb']:.0f}" if e in h else "" for h in by_epoch]
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
-    lines.append("| whole run | " + " | ".join(f"**{r['cfg']['summary']['peak_rss_mb']:.0f}**" for r in runs) + " |")
+def seeds_table(runs: list[dict]) -> str:
+    """Per seed: best dev epoch, dev triplet F1, test triplet F1/P/R at that epoch; then mean (± sample std)."""
+    lines = ["| seed | best dev epoch | dev triplet F1 | test triplet F1 | test triplet P | test triplet R | commit |",
+             "|---|---|---|---|---|---|---|"]
+    cols = []
+    for r in sorted(runs, key=lambda r: r["cfg"]["args"]["seed"]):
+        s = r["cfg"]["summary"]
+        t = s["test_at_best_dev"]["triplet"]
+        values = [s["dev_triplet_f1"], s["test_triplet_f1"], t["p"], t["r"]]
+        cols.append(values)
+        lines.append(f"| {r['cfg']['args']['seed']} | {s['best_epoch']} | " + " | ".join(f"{v:.2f}" for v in values)
+                     + f" | `{commit_label(r['cfg'])}` |")
+    n = len(cols)
+    cells = []
+    for values in zip(*cols):
+        cells.append(f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if n > 1 else ""))
+    label = f"mean ± sample std ({n} seeds)" if n > 1 else "mean (1 seed: no std)"
+    lines.append(f"| {label} | | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
-
-
-def runs_section(title: str, prose: str, runs: list[dict], *tables: str) -> list[str]:
-    """A section: prose, the given tables, the summary table of the runs, and their folders."""
-    summary, _ = summarize(runs)
-    return ([f"## {title}", "", prose, ""] + [line for t in tables for line in (t, "")]
-            + [summary, "", "Run folders: " + ", ".join(f"`{r['dir']}`" for r in runs), ""])
 
 
 def runs_from(patterns: list[str]) -> list[dict]:
@@ -123,45 +211,91 @@ def runs_from(patterns: list[str]) -> list[dict]:
     return [r for r in map(load_run, dirs) if r is not None]
 
 
+def folders(runs: list[dict]) -> str:
+    return "Run folders: " + ", ".join(f"`{r['dir']}` (`{commit_label(r['cfg'])}`)" for r in runs) + "."
+
+
+# ---------------------------------------------------------------- the sweep's invocation
+
+
+def sweep_invocation(runs: list[dict]) -> str | None:
+    """The scripts/sweep.py call that makes exactly these run folders with these flags, rebuilt from their
+    config.json (None if no single call does)."""
+    from scripts.sweep import expand, run_name
+
+    per_run, extras = [], set()
+    for r in runs:
+        a = r["cfg"]["args"]
+        fusion = a["fusion"] or "tin"
+        heads = a.get("cross_attention_heads") if fusion != "tin" else None
+        per_run.append({"dataset": a["dataset"], "fusion": fusion, "heads": heads,
+                        "enhanced": bool(a.get("use_enhanced_semgcn")), "seed": a["seed"], "name": a.get("run_name")})
+        flags = train_flags(a, run_environment(r["cfg"])["commit"],
+                            skip=("dataset", "fusion", "cross_attention_heads", "use_enhanced_semgcn", "seed"))
+        extras.add(tuple(flags))
+    if len(extras) != 1 or any(p["fusion"] != "tin" and p["heads"] is None for p in per_run):
+        return None
+    prefixes = {p["name"][: -len(run_name("", p))] for p in per_run if p["name"] and p["name"].endswith(run_name("", p))}
+    if len(prefixes) != 1:
+        return None
+    name = prefixes.pop()
+    order = ["tin", "cross_attention", "lightweight"]
+    fusions = sorted({p["fusion"] for p in per_run}, key=lambda f: (order.index(f) if f in order else len(order), f))
+    grid = {"datasets": sorted({p["dataset"] for p in per_run}), "fusions": fusions,
+            "heads": sorted({p["heads"] for p in per_run if p["fusion"] == "cross_attention"}) or [8, 4],
+            "lightweight_heads": sorted({p["heads"] for p in per_run if p["fusion"] == "lightweight"}) or [4],
+            "enhanced": sorted({p["enhanced"] for p in per_run}), "seeds": sorted({p["seed"] for p in per_run})}
+    made = sorted((p["dataset"], run_name(name, p)) for p in expand(grid))
+    if made != sorted((p["dataset"], p["name"]) for p in per_run):
+        return None
+    cmd = ["python", "scripts/sweep.py", "--datasets", *grid["datasets"], "--fusions", *grid["fusions"]]
+    if "cross_attention" in fusions:
+        cmd += ["--heads", *map(str, grid["heads"])]
+    if grid["lightweight_heads"] != [4]:
+        cmd += ["--lightweight_heads", *map(str, grid["lightweight_heads"])]
+    if grid["enhanced"] != [False]:
+        cmd += ["--enhanced", *(str(int(e)) for e in grid["enhanced"])]
+    cmd += ["--seeds", *map(str, grid["seeds"]), "--name", name, "--", *extras.pop()]
+    return shlex.join(cmd)
+
+
+# ---------------------------------------------------------------- the README
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--core", required=True, help="the reference run folder")
+    ap.add_argument("--seeds", nargs="*", default=[], help="the reference command over several seeds (globs)")
     ap.add_argument("--comparison", nargs="*", default=[], help="fusion comparison run folders (globs)")
     ap.add_argument("--tuning", nargs="*", default=[], help="runs that chose the defaults on dev (globs)")
     ap.add_argument("--tuning_thresholds", default="Results/14res/tune-lr1e-4-tasklr3e-4",
                     help="run folder holding dev_threshold_*.json from --eval_only")
     ap.add_argument("--extra", nargs="*", default=[], help="other runs to tabulate (globs)")
-    ap.add_argument("--codecheck", action="append", default=[], choices=sorted(CODE_CHANGES),
-                    help="a release whose code change is checked: one section per --codecheck, in order")
-    ap.add_argument("--codecheck_before", nargs="+", action="append", default=[],
-                    help="runs with the code before that release (globs; once per --codecheck)")
-    ap.add_argument("--codecheck_after", nargs="+", action="append", default=[],
-                    help="the same commands with the release's code (globs; once per --codecheck)")
-    ap.add_argument("--long", nargs="*", default=[],
-                    help="runs of the reference command for more epochs: peak memory by epoch (globs)")
-    ap.add_argument("--long_note", default="",
-                    help="what else ran on the machine during the --long runs (their seconds)")
+    ap.add_argument("--sweep", nargs="*", default=[], help="the multi-seed sweep's runs (globs), for its command")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
+    ap.add_argument("--benchmarks", default="Results/benchmarks", help="folder of benchmark reports (*.md)")
     ap.add_argument("--out", default="Results/README.md")
     args = ap.parse_args(argv)
     core = load_run(args.core)
     if core is None:
         raise SystemExit(f"{args.core} is not a finished run")
-    s, a = core["cfg"]["summary"], core["cfg"]["args"]
+    here = os.path.dirname(args.out) or "."
+    s = core["cfg"]["summary"]
     best = core["history"][s["best_epoch"] - 1]
-    cmd = (f"python train.py --dataset {a['dataset']} --pretrained_deberta_name {a['pretrained_deberta_name']} "
-           f"--epochs {a['epochs']} --seed {a['seed']}")
+    cmd = train_command(core)
     out = [
         "# Results", "",
         "Everything here is written by committed scripts from committed run files "
         "(`scripts/results_readme.py`, `scripts/summarize.py`, `scripts/benchmark_*.py`); no number is typed by hand. "
         "Test F1 is always taken at the epoch with the best **dev** triplet F1, over all test sentences and all gold "
-        "triplets.", "",
+        "triplets. Each section gives the command that makes its runs.", "",
+        "This file: `" + shlex.join(["python", "scripts/results_readme.py", *argv]) + "`", "",
         "## Reference run: 14res, offline encoder", "",
-        f"`{cmd}` (README flags otherwise), on {core['cfg']['device']} "
-        f"(2-core CPU machine, torch {core['cfg']['versions']['torch']}), alone on the machine, at commit "
-        f"{commits([core])}; run folder `{args.core}` "
-        "(`config.json`, `metrics.jsonl`, `test_predictions.jsonl` committed; the checkpoint is not).", "",
+        f"`{cmd}` (all other flags at their defaults), at commit `{commit_label(core['cfg'])}`, on "
+        f"{machine(core['cfg'])}; run folder `{args.core}` "
+        "(`config.json`, `metrics.jsonl`, `test_predictions.jsonl` committed; the checkpoint is not). "
+        "Seconds are wall-clock on that machine.", "",
         f"* **best dev epoch {s['best_epoch']}: dev triplet F1 {s['dev_triplet_f1']:.2f}, "
         f"test triplet F1 {s['test_triplet_f1']:.2f}** (entity F1 {s['test_entity_f1']:.2f}; "
         f"{best['test']['triplet']['n_gold']} gold test triplets)",
@@ -174,73 +308,98 @@ def main(argv=None) -> int:
         f"Test triplets by sentiment at the best dev epoch ({s['best_epoch']}):", "",
         sentiment_table(best["test"]), "",
     ]
+
+    seeds = runs_from(args.seeds)
+    if seeds:
+        ref_flags = train_flags(core["cfg"]["args"], skip=("seed",))
+        odd = [r["dir"] for r in seeds if train_flags(r["cfg"]["args"], skip=("seed",)) != ref_flags]
+        if odd:
+            raise SystemExit(f"error: --seeds runs with other flags than the reference run: {', '.join(odd)}")
+        out += ["## The reference command over seeds", "",
+                "The reference command with only `--seed` changed; test scores at each run's best dev epoch.", "",
+                seeds_table(seeds), "", *commands_block(sorted(seeds, key=lambda r: r["cfg"]["args"]["seed"])), ""]
+
     tuning = runs_from(args.tuning)
     if tuning:
         table, _ = summarize(tuning)
         defaults = option_defaults()
+        top = max(tuning, key=lambda r: r["cfg"]["summary"]["dev_triplet_f1"])
+        chosen = (top["cfg"]["args"]["lr"], top["cfg"]["args"]["task_lr"]) == (defaults["lr"], defaults["task_lr"])
+        threads = {r["cfg"]["args"].get("threads") for r in tuning}
         out += ["## How the learning-rate defaults were chosen (on dev)", "",
-                "14res, TIN, seed 42, 10 epochs, the reference command with the flags shown; run two at a time "
-                f"with one thread each (their seconds are not comparable), at commit {commits(tuning)} plus the "
-                "working-tree change that introduced them (release 0.2.0; the reference run above is the same model "
-                "made with later code, whose rounding and dropout masks differ: see \"Same model, two code versions\"). "
-                "The defaults "
-                f"(`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`) are the row with the best **dev** triplet F1; the test column was "
-                "not looked at for the choice.", "", table, ""]
+                "The reference command with the learning rates shown"
+                + (f", `--threads {threads.pop()}` each, run beside one another (their seconds are not timings)"
+                   if len(threads) == 1 and None not in threads else "") + ". "
+                + code_sentence(tuning, core) + " The working tree also held the change that introduced "
+                "today's learning-rate defaults (uncommitted at the time). "
+                + (f"Today's defaults (`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`) are those of the run "
+                   f"with the best **dev** triplet F1 (`{os.path.basename(top['dir'])}`); the test column was not looked at "
+                   "for the choice." if chosen else
+                   f"The run with the best dev triplet F1 is `{os.path.basename(top['dir'])}`; today's defaults are "
+                   f"`--lr {defaults['lr']:g} --task_lr {defaults['task_lr']:g}`."), "", table, "",
+                *commands_block(tuning), ""]
         thresholds = sorted(glob.glob(os.path.join(args.tuning_thresholds, "dev_threshold_*.json")))
         if thresholds:
             cells = [f"{os.path.basename(p)[len('dev_threshold_'):-5]}: "
                      f"{json.load(open(p, encoding='utf-8'))['metrics']['triplet']['f1']:.2f}" for p in thresholds]
-            out += [f"`--sen_filter_threshold` on the checkpoint of `{args.tuning_thresholds}` (`train.py --eval_only "
-                    "--checkpoint RUN --test_file <dev file> --sen_filter_threshold T`, files `dev_threshold_T.json` "
-                    "there), dev triplet F1: " + ", ".join(cells) + f". The default "
+            out += [f"`--sen_filter_threshold` on the checkpoint of `{args.tuning_thresholds}` (`python train.py "
+                    "--eval_only --checkpoint RUN --test_file <dev file> --sen_filter_threshold T`, files "
+                    "`dev_threshold_T.json` there), dev triplet F1: " + ", ".join(cells) + ". The default "
                     f"{defaults['sen_filter_threshold']:g} was kept.", ""]
+
     comparison = runs_from(args.comparison)
     if comparison:
         table, _ = summarize(comparison)
-        out += ["## Fusion modules and the enhanced semantic GCN (14res, offline encoder, seed 42)", "",
-                "Same seed and epochs as the reference run. The plain TIN row is the reference run itself (alone "
-                "on both cores; the same model made with later code, whose rounding and dropout masks differ, see below); the other runs were made two or three at a time with one thread each, so their "
-                "seconds are not comparable with it nor with each other: see `benchmarks/` for timings taken "
-                f"alone. One seed per cell. Commit(s): {commits(comparison)}.", "", table, ""]
+        others = [r for r in comparison if os.path.normpath(r["dir"]) != os.path.normpath(args.core)]
+        has_core = len(others) < len(comparison)
+        out += ["## Fusion modules and the enhanced semantic GCN", "",
+                "The reference command with the fusion flags shown; one seed per row. "
+                + ("The plain TIN row is the reference run itself. " if has_core else "")
+                + (code_sentence(others, core, "The other runs were" if has_core else "These runs were") + " "
+                   if others else "")
+                + "Seconds come from runs made beside others: see `benchmarks/` for timings.", "", table, "",
+                folders(comparison), "", *commands_block(comparison), ""]
+
     extra = runs_from(args.extra)
     if extra:
-        out += runs_section(
-            "Other runs",
-            "Short runs (3 epochs, seed 42) that compare one choice each against the 3-epoch TIN runs of the "
-            "multi-seed sweep below (same seed, epochs and flags otherwise): all negative spans and pairs "
-            "(`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the raw ASTE files parsed "
-            "with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made beside others. "
-            f"Made with release 0.1.0 (commit(s) {commits(extra)}: its learning rates, shown under other flags, "
-            "and its packed-sequence LSTM, which computes the same function).", extra)
-    long_runs = runs_from(args.long)
-    if long_runs:
-        out += runs_section(
-            "Peak memory over long runs",
-            "The reference command with more epochs (the other flags in the table). Peak RSS is the training "
-            "process's peak so far (getrusage), read after each epoch's evaluation; MB = 2^20 bytes. "
-            + args.long_note, long_runs, peak_by_epoch_table(long_runs))
-    if not len(args.codecheck) == len(args.codecheck_before) == len(args.codecheck_after):
-        raise SystemExit("error: give --codecheck_before and --codecheck_after once per --codecheck")
-    if args.codecheck:
-        out += ["## Same model, two code versions: how far one seed moves", "",
-                "The reference command (14res, TIN, 10 epochs) with the code before and after a change, seed by seed. "
-                "Each seed's two runs were made with the same thread count (seed 42: the reference runs, alone, "
-                "2 threads; others: one thread each, two runs side by side). Runs are deterministic on CPU, so each "
-                "difference below comes from the change alone, amplified over "
-                f"{core['cfg']['args']['epochs']} epochs of updates: the spread any single-seed comparison carries. "
-                "A seed-42 'before' folder holds the files of the earlier reference run (same command), copied "
-                "unchanged from git history.", ""]
-    for release, before_globs, after_globs in zip(args.codecheck, args.codecheck_before, args.codecheck_after):
-        before, after = runs_from(before_globs), runs_from(after_globs)
-        out += [f"### Release {release}", "", CODE_CHANGES[release], "", *codecheck_table(before, after), "",
-                "Run folders: " + ", ".join(f"`{r['dir']}`" for r in before + after) + ".", ""]
-    if os.path.exists(args.sweep_summary):
-        out += ["## Multi-seed sweep", "", f"See [{os.path.basename(args.sweep_summary)}]"
-                f"({os.path.relpath(args.sweep_summary, os.path.dirname(args.out))}).", ""]
-    bench = sorted(glob.glob(os.path.join(os.path.dirname(args.out), "benchmarks", "*.md")))
+        table, _ = summarize(extra)
+        epochs = sorted({r["cfg"]["args"]["epochs"] for r in extra})
+        seed_set = sorted({r["cfg"]["args"]["seed"] for r in extra})
+        out += ["## Other runs", "",
+                f"Short runs ({', '.join(map(str, epochs))} epochs, seed {', '.join(map(str, seed_set))}) that compare "
+                "one choice each against the TIN run of the multi-seed sweep with the same seed and epochs: all "
+                "negative spans and pairs (`--neg_entity_count -1 --neg_triple_count -1`) vs the default 100, and the "
+                "raw ASTE files parsed with spaCy (`--data_format aste`) vs the D2E2S JSON. Seconds are from runs made "
+                "beside others. " + code_sentence(extra, core), "", table, "", folders(extra), "",
+                *commands_block(extra), ""]
+
+    sweep = runs_from(args.sweep)
+    if os.path.exists(args.sweep_summary) or sweep:
+        out += ["## Multi-seed sweep", ""]
+        if os.path.exists(args.sweep_summary):
+            out += [f"Table and plot: [{os.path.basename(args.sweep_summary)}]"
+                    f"({os.path.relpath(args.sweep_summary, here)}).", ""]
+        if sweep:
+            call = sweep_invocation(sweep)
+            out += [code_sentence(sweep, core), ""]
+            if call:
+                out += ["The `scripts/sweep.py` call that makes these run folders with these flags (rebuilt from their "
+                        "`config.json`; add `--parallel N` to run N at a time). At its end it writes the summary with "
+                        "`scripts/summarize.py`.", "", "```bash", call, "```", ""]
+            else:
+                out += ["No single `scripts/sweep.py` call makes these folders; each run's command:", "",
+                        *commands_block(sweep), ""]
+            out += [folders(sweep), ""]
+
+    bench = sorted(glob.glob(os.path.join(args.benchmarks, "*.md")))
     if bench:
-        out += ["## Benchmarks", ""] + [f"* [{os.path.basename(b)}]({os.path.relpath(b, os.path.dirname(args.out))})"
-                                         for b in bench] + [""]
+        out += ["## Benchmarks", "", "Each report is written by the script named (its usage is in the script's "
+                "docstring); the report's header gives the date, torch version, device and threads, not the commit.", ""]
+        for b in bench:
+            m = re.search(r"Written by `([^`]+\.py)`", open(b, encoding="utf-8").read())
+            out.append(f"* [{os.path.basename(b)}]({os.path.relpath(b, here)})"
+                       + (f": `{m.group(1)}`" if m else ""))
+        out.append("")
     with open(args.out, "w", encoding="utf-8") as f:
         f.write("\n".join(out))
     print(f"wrote {args.out}")

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from Parameter import build_parser  # noqa: E402
 
 IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
-           "num_workers", "device", "eval_only", "checkpoint"}
+           "num_workers", "device", "eval_only", "checkpoint", "config"}
 SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
          ("use_enhanced_semgcn", "enh. SemGCN"), ("epochs", "epochs")]
 
@@ -29,7 +29,7 @@ SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads",
 def load_run(run_dir: str) -> dict | None:
     try:
         cfg = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))
-        history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8")]
+        history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") if x.strip()]
     except (OSError, json.JSONDecodeError):
         return None
     if "summary" not in cfg:
@@ -70,9 +70,30 @@ def describe(args: dict) -> dict:
             "options": non_default_options(args)}
 
 
+def run_environment(cfg: dict) -> dict:
+    """How a run was made, from either shape of config.json: commit, dirty (None when not recorded), device
+    and library versions. Runs made by the current code have an "environment" block; older ones have top-level
+    "git_commit", "device" and "versions"."""
+    if "environment" in cfg:
+        env = dict(cfg["environment"])
+    else:
+        env = {"commit": cfg.get("git_commit"), "dirty": None, "device": cfg.get("device"), **cfg.get("versions", {})}
+    env.setdefault("commit", None)
+    env.setdefault("dirty", None)
+    return env
+
+
+def commit_label(cfg: dict) -> str:
+    """Short commit of a run's code, '<sha>+dirty' when the checkout had uncommitted changes, 'unknown' if none."""
+    env = run_environment(cfg)
+    if not env["commit"]:
+        return "unknown"
+    return env["commit"][:7] + ("+dirty" if env["dirty"] else "")
+
+
 def commits(runs: list[dict]) -> str:
-    """The code version(s) the runs were made with (config.json's git commit, short)."""
-    return ", ".join(f"`{c}`" for c in sorted({(r["cfg"].get("git_commit") or "unknown")[:7] for r in runs}))
+    """The code version(s) the runs were made with (config.json's commit, short; '+dirty' for uncommitted changes)."""
+    return ", ".join(f"`{c}`" for c in sorted({commit_label(r["cfg"]) for r in runs}))
 
 
 def mean_std(values: list[float]) -> str:
@@ -147,7 +168,7 @@ def main(argv=None) -> int:
         print("no finished runs among: " + " ".join(args.runs), file=sys.stderr)
         return 1
     table, groups = summarize(runs)
-    devices = sorted({r["cfg"].get("device", "?") for r in runs})
+    devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
     text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
             f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
             f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "

@@ -90,3 +90,13 @@ def tiny_deberta_dir(tmp_path_factory) -> str:
     DebertaV2Model(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    """Train/dev/test D2E2S JSON files of the TOY sentences (train: 6 copies)."""
+    from helpers import toy_json
+
+    d = tmp_path_factory.mktemp("toydata")
+    return {"train": toy_json(d / "train.json", copies=6), "dev": toy_json(d / "dev.json"),
+            "test": toy_json(d / "test.json")}

@@ -1,9 +1,15 @@
 """Small builders shared by tests."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import torch
 
 from aste.sampling import ASTEDataset, collate
+from conftest import ROOT, TOY
 from models.d2e2s import D2E2S, ModelConfig
 from models.encoder import load_encoder, load_tokenizer
 
@@ -52,3 +58,36 @@ def padded_pair(B, W, D, pad, seed=0):
     adj_p = torch.zeros(B, W + pad, W + pad)
     adj_p[:, :W, :W] = adj
     return (xs, adj, mask), (xs_p, adj_p, mask_p)
+
+
+LONG = {"POS": "POSITIVE", "NEG": "NEGATIVE", "NEU": "NEUTRAL"}
+
+
+def toy_json(path, copies=1):
+    items = []
+    for _ in range(copies):
+        for text, trips in TOY:
+            tokens = text.split()
+            ents, sents = [], []
+            for a, o, s in trips:
+                ents += [{"type": "target", "start": a[0], "end": a[1]}, {"type": "opinion", "start": o[0], "end": o[1]}]
+                sents.append({"type": LONG[s], "head": len(ents) - 2, "tail": len(ents) - 1})
+            n = len(tokens)
+            dep = [["dep", i + 2, i + 1] for i in range(n - 1)] + [["ROOT", 0, n]]
+            items.append({"tokens": tokens, "entities": ents, "sentiments": sents,
+                          "pos": [[t, "X"] for t in tokens], "dependency": dep})
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return str(path)
+
+
+def train_cmd(enc, files, out, *extra):
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", "toy", "--pretrained_deberta_name", enc,
+            "--train_file", files["train"], "--dev_file", files["dev"], "--test_file", files["test"],
+            "--results_dir", str(out), "--epochs", "3", "--batch_size", "4", "--task_lr", "3e-3", "--lr", "1e-3",
+            "--hidden_dim", "16", "--attention_heads", "2", "--device", "cpu", "--threads", "1", *extra]
+
+
+def run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, **kw)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res

@@ -15,6 +15,6 @@ def test_every_flag_is_in_the_readme():
 def test_ci_runs_the_readme_commands():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
-    for command in ("pip install torch==2.13.0 -r requirements.txt", "python -m pytest -q"):
+    for command in ("pip install torch==2.13.0 -r requirements-dev.txt", "python -m pytest -q"):
         assert command in readme and command in ci
     assert "python scripts/get_data.py" in readme and "python scripts/get_data.py --from ../shared/data" in ci
