@@ -34,10 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="negative spans sampled per training sentence (-1 = all candidates)")
     g.add_argument("--neg_triple_count", type=int, default=100,
                    help="negative aspect-opinion pairs sampled per training sentence (-1 = all)")
+    g.add_argument("--neg_overlap_fraction", type=float, default=0.0,
+                   help="share of the negative spans drawn among those that overlap a gold span (partial or "
+                        "longer spans: hard negatives); 0 = uniform over all candidates")
+    g.add_argument("--neg_overlap_pairs", type=int, default=0,
+                   help="negative pairs per training sentence built on a negative span that overlaps a gold aspect "
+                        "or opinion (with that span's gold partner)")
     g.add_argument("--max_pairs", type=int, default=1000,
                    help="at evaluation, most aspect x opinion pairs scored per sentence (counted warning if hit)")
     g.add_argument("--sen_filter_threshold", type=float, default=0.4,
                    help="a pair becomes a triplet if its best sentiment probability exceeds this")
+    g.add_argument("--overlap_filter", default="none", choices=["none", "spans", "triplets"],
+                   help="at evaluation: keep only the best-scoring of overlapping predicted spans of one type "
+                        "(spans), or of triplets sharing one span whose other spans overlap (triplets)")
     g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--bucket_by_length", action=argparse.BooleanOptionalAction, default=True,
                    help="train batches of similar length (less padding)")
@@ -60,17 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention_dropout", type=float, default=0.1,
                    help="dropout in the cross-attention fusions and the final self-attention")
     g.add_argument("--size_embedding", type=int, default=25, help="span-width embedding size")
+    g.add_argument("--span_boundary", action="store_true",
+                   help="span representation adds the span's first and last word (beside the max-pool)")
+    g.add_argument("--pair_distance_embedding", type=int, default=0,
+                   help="size of an embedding of the word gap between aspect and opinion in the pair head (0 = none)")
     g.add_argument("--fusion", default=None, choices=sorted(FUSIONS),
                    help="fusion of the GCN branches (default tin)")
     g.add_argument("--use_cross_attention", action="store_true", help="same as --fusion cross_attention")
     g.add_argument("--cross_attention_heads", type=int, default=None,
-                   help="heads of the cross-attention fusion (default 8; 4 for lightweight)")
+                   help="heads of the cross-attention fusion (default: "
+                        + ", ".join(f"{n} for {f}" for f, n in DEFAULT_HEADS.items()) + ")")
     g.add_argument("--use_enhanced_semgcn", action="store_true",
                    help="semantic GCN with learned head mixing, residual + LayerNorm per layer")
     g.add_argument("--share_cross_attention_weights", action="store_true",
                    help="both attention directions share one set of projections")
     g.add_argument("--cross_attention_window", type=int, default=0,
                    help="words attend only within this distance (0 = global)")
+    g.add_argument("--fusion_output_block", action="store_true",
+                   help="cross-attention fusions end in LayerNorm + feed-forward with residual + LayerNorm (TIN ends "
+                        "in an MLP and a LayerNorm)")
     g.add_argument("--freeze_transformer", action="store_true", help="do not train the encoder")
 
     g = p.add_argument_group("training")
@@ -132,6 +149,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
             fail("--cross_attention_heads must be >= 1")
     if args.fusion not in DEFAULT_HEADS and (args.share_cross_attention_weights or args.cross_attention_window):
         fail("--share_cross_attention_weights / --cross_attention_window need a cross-attention fusion")
+    if args.fusion not in DEFAULT_HEADS and args.fusion_output_block:
+        fail("--fusion_output_block needs a cross-attention fusion (TIN ends in its own MLP and LayerNorm)")
     if args.fusion == "lightweight" and args.share_cross_attention_weights:
         fail("--share_cross_attention_weights needs --fusion cross_attention (lightweight has one direction)")
     if args.cross_attention_window < 0:
@@ -148,7 +167,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("size_embedding",):
         if getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
-    for name in ("num_workers", "log_every"):
+    for name in ("num_workers", "log_every", "pair_distance_embedding"):
         if getattr(args, name) < 0:
             fail(f"--{name} must be >= 0")
     for name in ("neg_entity_count", "neg_triple_count"):
@@ -167,6 +186,10 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
             fail(f"--{name} is a dropout probability: it must be in [0, 1) (got {getattr(args, name):g})")
     if not 0.0 <= args.sen_filter_threshold < 1.0:
         fail("--sen_filter_threshold must be in [0, 1)")
+    if not 0.0 <= args.neg_overlap_fraction <= 1.0:
+        fail(f"--neg_overlap_fraction must be in [0, 1] (got {args.neg_overlap_fraction:g})")
+    if args.neg_overlap_pairs < 0:
+        fail("--neg_overlap_pairs must be >= 0")
     if args.eval_only and not args.checkpoint:
         fail("--eval_only needs --checkpoint RUN_DIR")
     if args.checkpoint and not args.eval_only:

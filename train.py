@@ -158,7 +158,8 @@ def model_config(args, encoder_dim: int) -> ModelConfig:
         cross_attention_window=args.cross_attention_window, enhanced_semgcn=args.use_enhanced_semgcn,
         lstm_dropout=args.drop_out_rate, gcn_dropout=args.gcn_dropout, prop_drop=args.prop_drop,
         attention_dropout=args.attention_dropout, size_embedding=args.size_embedding,
-        loss_weighting=args.loss_weighting)
+        loss_weighting=args.loss_weighting, span_boundary=args.span_boundary,
+        pair_distance_embedding=args.pair_distance_embedding, fusion_output_block=args.fusion_output_block)
 
 
 def main(argv=None) -> dict | None:
@@ -222,9 +223,9 @@ def eval_only(args, argv: list[str]) -> None:
     model, tokenizer, run_cfg = load_run(args.checkpoint, device)
     saved = run_cfg["args"]
     given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
-    for key in ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format"):
+    for key in ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format", "overlap_filter"):
         if key not in given:
-            setattr(args, key, saved[key])
+            setattr(args, key, saved.get(key, build_parser().get_default(key)))
     if "dataset" not in given and not args.test_file:
         args.dataset = saved["dataset"]
     report = ReadReport()
@@ -232,7 +233,7 @@ def eval_only(args, argv: list[str]) -> None:
     data = make_dataset(load_split(path, args, report), tokenizer, args, False, report,
                         encoder_max_length(tokenizer, model.encoder.config))
     evaluator = evaluate(model, make_loader(data, args, False, device), args.sen_filter_threshold, args.max_pairs,
-                         device, desc="test")
+                         device, desc="test", overlap=args.overlap_filter)
     m = evaluator.metrics()
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
     log.info("triplets by sentiment:\n%s", sentiment_table(m))

@@ -36,7 +36,8 @@ def load_split(path: str, args, report: ReadReport):
 def make_dataset(sentences, tokenizer, args, train: bool, report: ReadReport, max_length: int) -> ASTEDataset:
     return ASTEDataset(sentences, tokenizer, max_span_size=args.max_span_size, train=train,
                        neg_entity_count=args.neg_entity_count, neg_triple_count=args.neg_triple_count,
-                       seed=args.seed, max_length=max_length, on_bad_example=args.on_bad_example, report=report)
+                       seed=args.seed, max_length=max_length, on_bad_example=args.on_bad_example, report=report,
+                       neg_overlap_fraction=args.neg_overlap_fraction, neg_overlap_pairs=args.neg_overlap_pairs)
 
 
 def make_loader(dataset: ASTEDataset, args, train: bool, device: torch.device, dist=None) -> DataLoader:

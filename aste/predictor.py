@@ -31,6 +31,7 @@ class Predictor:
         saved = config["args"]
         self.max_span_size, self.threshold, self.max_pairs = (saved["max_span_size"], saved["sen_filter_threshold"],
                                                               saved["max_pairs"])
+        self.overlap = saved.get("overlap_filter", "none")  # runs made before the flag had none
 
     @classmethod
     def from_run(cls, run_dir: str, device: str = "auto", spacy_model: str = "en_core_web_sm") -> "Predictor":
@@ -81,7 +82,7 @@ class Predictor:
         self.model.eval()
         for idx in LengthBucketSampler(data.lengths(), batch_size, shuffle=False):
             batch = {k: v.to(self.device) for k, v in collate([data[i] for i in idx], data.pad_id).items()}
-            out = self.model.predict(batch, self.threshold, self.max_pairs)
+            out = self.model.predict(batch, self.threshold, self.max_pairs, self.overlap)
             rows = batch["index"].tolist()
             for (row, a0, a1, o0, o1, senti), score in zip(out["triplets"].tolist(), out["triplet_scores"].tolist()):
                 k = data.source_index[rows[row]]

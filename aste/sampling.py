@@ -1,8 +1,10 @@
 """SpERT-style sampling and collation.
 
 Training: each sentence contributes its gold spans, ``neg_entity_count`` random non-gold candidate
-spans (width <= max_span_size), its gold (aspect, opinion) pairs and ``neg_triple_count`` random
-gold-aspect x gold-opinion pairs that carry no sentiment (-1 = all of them). The draw is a pure
+spans (width <= max_span_size; with ``neg_overlap_fraction`` f, up to f of them among the spans that
+overlap a gold span), its gold (aspect, opinion) pairs and ``neg_triple_count`` random
+gold-aspect x gold-opinion pairs that carry no sentiment (-1 = all of them), plus up to
+``neg_overlap_pairs`` negative pairs built on a negative span that overlaps a gold one. The draw is a pure
 function of (seed, epoch, sentence index), so it is identical with any number of DataLoader workers
 and after a resume.
 
@@ -42,12 +44,23 @@ def _choose(rng: np.random.Generator, count: int, limit: int) -> np.ndarray:
     return np.sort(rng.choice(count, size=limit, replace=False))
 
 
+def _choose_with_overlap(rng: np.random.Generator, near: np.ndarray, count: int, fraction: float) -> np.ndarray:
+    """`count` candidates without replacement, up to round(fraction * count) of them among `near`
+    (those overlapping a gold span), the rest among the others; all of them if there are fewer."""
+    near_idx, far_idx = np.flatnonzero(near), np.flatnonzero(~near)
+    k_near = min(len(near_idx), round(fraction * count))
+    picked_near = near_idx[_choose(rng, len(near_idx), k_near)]
+    picked_far = far_idx[_choose(rng, len(far_idx), count - k_near)]
+    return np.sort(np.concatenate([picked_near, picked_far]))
+
+
 class ASTEDataset(Dataset):
     """Sentences encoded once; ``__getitem__`` returns training samples or evaluation candidates."""
 
     def __init__(self, sentences: list[Sentence], tokenizer, *, max_span_size: int, train: bool,
                  neg_entity_count: int = 100, neg_triple_count: int = 100, seed: int = 0,
-                 max_length: int | None = None, on_bad_example: str = "error", report: ReadReport | None = None):
+                 max_length: int | None = None, on_bad_example: str = "error", report: ReadReport | None = None,
+                 neg_overlap_fraction: float = 0.0, neg_overlap_pairs: int = 0):
         self.report = report if report is not None else ReadReport()
         max_length = max_length or encoder_max_length(tokenizer)
         self.sentences: list[Sentence] = []
@@ -69,6 +82,7 @@ class ASTEDataset(Dataset):
         self.max_span_size = max_span_size
         self.train = train
         self.neg_entity_count, self.neg_triple_count = neg_entity_count, neg_triple_count
+        self.neg_overlap_fraction, self.neg_overlap_pairs = neg_overlap_fraction, neg_overlap_pairs
         self.seed, self.epoch = seed, 0
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -93,7 +107,14 @@ class ASTEDataset(Dataset):
         gold = enc.gold_spans
         cands = candidate_spans(n, self.max_span_size)
         is_gold = np.isin(cands[:, 0] * (n + 1) + cands[:, 1], gold[:, 0] * (n + 1) + gold[:, 1])
-        negs = cands[~is_gold][_choose(rng, int((~is_gold).sum()), self.neg_entity_count)]
+        non_gold = cands[~is_gold]
+        # overlaps[j, g]: negative candidate j shares a word with gold span g ("top" of "top notch")
+        overlaps = (non_gold[:, None, 0] < gold[None, :, 1]) & (gold[None, :, 0] < non_gold[:, None, 1])
+        if self.neg_overlap_fraction > 0 and self.neg_entity_count >= 0:
+            chosen = _choose_with_overlap(rng, overlaps.any(1), self.neg_entity_count, self.neg_overlap_fraction)
+        else:
+            chosen = _choose(rng, len(non_gold), self.neg_entity_count)
+        negs, overlaps = non_gold[chosen], overlaps[chosen]
         item["spans"] = np.concatenate([gold[:, :2], negs]).astype(np.int64)
         item["span_labels"] = np.concatenate([gold[:, 2], np.zeros(len(negs), dtype=np.int64)])
 
@@ -107,6 +128,18 @@ class ASTEDataset(Dataset):
         opinions = [k for k, row in enumerate(gold) if row[2] == OPINION]
         neg_pairs = [(a, o) for a in aspects for o in opinions if (a, o) not in labels]
         neg_pairs = [neg_pairs[i] for i in _choose(rng, len(neg_pairs), self.neg_triple_count)]
+        if self.neg_overlap_pairs:
+            # pairs built on a wrong span: a gold aspect with a negative span overlapping one of its
+            # opinions, and a negative span overlapping an aspect with one of that aspect's opinions
+            near = []
+            for j, g in zip(*np.nonzero(overlaps)):
+                row = len(gold) + int(j)
+                if gold[g, 2] == OPINION:
+                    near += [(a, row) for (a, o) in labels if o == g]
+                else:
+                    near += [(row, o) for (a, o) in labels if a == g]
+            near = list(dict.fromkeys(near))
+            neg_pairs += [near[i] for i in _choose(rng, len(near), self.neg_overlap_pairs)]
         pairs = list(labels) + neg_pairs
         item["pairs"] = np.array(pairs, dtype=np.int64).reshape(-1, 2)
         item["pair_labels"] = np.stack(list(labels.values()) + [np.zeros(3, np.float32)] * len(neg_pairs)) \

@@ -78,14 +78,14 @@ class TrainState:
 
 @torch.no_grad()
 def evaluate(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
-             autocast_dtype=None, desc: str = "eval") -> Evaluator:
+             autocast_dtype=None, desc: str = "eval", overlap: str = "none") -> Evaluator:
     model.eval()
     evaluator = Evaluator(loader.dataset)
     for batch in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
         batch = to_device(batch, device)
         with out_of_memory_message(batch, f"{desc} evaluation"), \
                 torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model.predict(batch, threshold, max_pairs)
+            out = model.predict(batch, threshold, max_pairs, overlap)
         evaluator.add(batch["index"], out)
     if evaluator.capped_sentences:
         log.warning("%s: --max_pairs %d capped the candidate pairs of %d sentence(s)", desc, max_pairs,
@@ -195,7 +195,7 @@ class Trainer:
     def evaluate(self, loader: DataLoader, desc: str) -> tuple[Evaluator, float]:
         t0 = time.perf_counter()
         ev = evaluate(self.model, loader, self.args.sen_filter_threshold, self.args.max_pairs, self.device,
-                      self.autocast_dtype, desc)
+                      self.autocast_dtype, desc, self.args.overlap_filter)
         return ev, time.perf_counter() - t0
 
     def fit(self, loaders: dict[str, DataLoader], run: RunFolder) -> TrainState:

@@ -21,7 +21,8 @@ from .encoder import pool_subwords
 from .fusion import build_fusion
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
 from .heads import PairClassifier, SpanClassifier
-from .labels import ASPECT, OPINION
+from .decoding import enumerate_pairs, overlap_losers, triplet_overlap_losers
+from .labels import ENTITY_TYPES
 from .lstm import MaskedBiLSTM
 from .span_ops import RangeMax
 
@@ -44,6 +45,9 @@ class ModelConfig:
     attention_dropout: float = 0.1
     size_embedding: int = 25
     loss_weighting: str = "fixed"
+    span_boundary: bool = False
+    pair_distance_embedding: int = 0
+    fusion_output_block: bool = False
 
     @property
     def width(self) -> int:
@@ -77,12 +81,13 @@ class D2E2S(nn.Module):
         semgcn = EnhancedSemanticGCN if cfg.enhanced_semgcn else SemanticGCN
         self.sem_gcn = semgcn(M, cfg.attention_heads, cfg.gcn_layers, cfg.gcn_dropout)
         self.fusion = build_fusion(cfg.fusion, M, cfg.cross_attention_heads, cfg.share_cross_attention_weights,
-                                   cfg.cross_attention_window, cfg.attention_dropout)
+                                   cfg.cross_attention_window, cfg.attention_dropout, cfg.fusion_output_block)
         self.self_attention = nn.MultiheadAttention(M, cfg.attention_heads, dropout=cfg.attention_dropout,
                                                     batch_first=True)
         self.head_dropout = nn.Dropout(cfg.prop_drop)
-        self.span_head = SpanClassifier(M, cfg.size_embedding)
-        self.pair_head = PairClassifier(M, cfg.size_embedding)
+        self.span_head = SpanClassifier(M, cfg.size_embedding, boundary=cfg.span_boundary)
+        self.pair_head = PairClassifier(M, self.span_head.span_dim, cfg.size_embedding,
+                                        distance_dim=cfg.pair_distance_embedding)
         self.loss_weights = UncertaintyWeighting(2) if cfg.loss_weighting == "uncertainty" else None
 
     def parameter_counts(self) -> dict[str, int]:
@@ -154,21 +159,31 @@ class D2E2S(nn.Module):
 
     # ---- inference ------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, batch: dict, threshold: float, max_pairs: int) -> dict:
+    def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "none") -> dict:
         """Classify every candidate span, pair every predicted aspect with every predicted opinion of
         the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
-        All tensor ops; returns tensors (on the model's device)."""
+        overlap (--overlap_filter): "spans" keeps the best-scoring of overlapping predicted spans of
+        one type before pairing; "triplets" keeps, among triplets that share one span and whose other
+        spans overlap, the best-scoring one. All tensor ops; returns tensors (on the model's device)."""
         h = self.features(batch)
         table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         probs = span_logits.float().softmax(-1)
         score, label = probs.max(-1)
+        if overlap == "spans":
+            entity = torch.nonzero(label != 0).squeeze(1)
+            lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + label[entity], spans[entity, 1],
+                                  spans[entity, 2], score[entity])
+            label = label.index_put((entity[lose],), label.new_zeros(()))
         pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
         pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
         senti_score, senti = pair_probs.max(-1) if pairs.shape[0] else (pair_probs.new_zeros(0), pairs.new_zeros(0))
         keep = senti_score > threshold
         pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
+        if overlap == "triplets":
+            pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
+                                         for x in (pairs, senti, senti_score))
         is_entity = label != 0
         return {
             "spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
@@ -176,32 +191,3 @@ class D2E2S(nn.Module):
             "triplet_scores": senti_score,
             "capped_sentences": capped_rows,
         }
-
-
-def enumerate_pairs(rows: torch.Tensor, label: torch.Tensor, score: torch.Tensor, batch_size: int,
-                    max_pairs: int) -> tuple[torch.Tensor, int]:
-    """All (aspect, opinion) index pairs within each batch row, vectorised.
-
-    rows: (N,) batch row of each span, non-decreasing; label: (N,) predicted type. A row with more
-    than max_pairs candidate pairs keeps the max_pairs with the highest aspect x opinion score.
-    Returns (P, 2) span indices and the number of rows where the cap applied."""
-    device = rows.device
-    aspects = torch.nonzero(label == ASPECT).squeeze(1)
-    opinions = torch.nonzero(label == OPINION).squeeze(1)
-    n_op = torch.bincount(rows[opinions], minlength=batch_size)
-    op_start = torch.cumsum(n_op, 0) - n_op
-    reps = n_op[rows[aspects]]  # each aspect pairs with every opinion of its row
-    a_idx = torch.repeat_interleave(aspects, reps)
-    offset = torch.arange(a_idx.shape[0], device=device) - torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
-    o_idx = opinions[op_start[rows[a_idx]] + offset]
-    pairs = torch.stack([a_idx, o_idx], dim=1)
-    per_row = torch.bincount(rows[a_idx], minlength=batch_size)
-    capped = int((per_row > max_pairs).sum())
-    if capped:
-        pair_score = (score[a_idx] * score[o_idx]).double()
-        order = torch.argsort(rows[a_idx].double() * 2.0 - pair_score, stable=True)  # row asc, score desc
-        sorted_rows = rows[a_idx][order]
-        first = torch.cumsum(per_row, 0) - per_row
-        rank = torch.arange(order.shape[0], device=device) - first[sorted_rows]
-        pairs = pairs[order[rank < max_pairs]]
-    return pairs, capped

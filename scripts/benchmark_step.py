@@ -26,7 +26,8 @@ from aste.input_reader import read_sentences  # noqa: E402
 from aste.parsing import add_parses  # noqa: E402
 from aste.sampling import ASTEDataset, LengthBucketSampler, collate  # noqa: E402
 from aste.environment import peak_rss_mb  # noqa: E402
-from models.d2e2s import D2E2S, ModelConfig, enumerate_pairs  # noqa: E402
+from models.d2e2s import D2E2S, ModelConfig  # noqa: E402
+from models.decoding import enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer  # noqa: E402
 from models.span_ops import RangeMax  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from aste.evaluator import sentiment_table  # noqa: E402
+from models.fusion import DEFAULT_HEADS  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 from scripts.summarize import commit_label, commits, load_run, option_defaults, run_environment, summarize  # noqa: E402
 
@@ -243,7 +244,8 @@ def sweep_invocation(runs: list[dict]) -> str | None:
     fusions = sorted({p["fusion"] for p in per_run}, key=lambda f: (order.index(f) if f in order else len(order), f))
     grid = {"datasets": sorted({p["dataset"] for p in per_run}), "fusions": fusions,
             "heads": sorted({p["heads"] for p in per_run if p["fusion"] == "cross_attention"}) or [8, 4],
-            "lightweight_heads": sorted({p["heads"] for p in per_run if p["fusion"] == "lightweight"}) or [4],
+            "lightweight_heads": sorted({p["heads"] for p in per_run if p["fusion"] == "lightweight"})
+                                 or [DEFAULT_HEADS["lightweight"]],
             "enhanced": sorted({p["enhanced"] for p in per_run}), "seeds": sorted({p["seed"] for p in per_run})}
     made = sorted((p["dataset"], run_name(name, p)) for p in expand(grid))
     if made != sorted((p["dataset"], p["name"]) for p in per_run):
@@ -251,7 +253,7 @@ def sweep_invocation(runs: list[dict]) -> str | None:
     cmd = ["python", "scripts/sweep.py", "--datasets", *grid["datasets"], "--fusions", *grid["fusions"]]
     if "cross_attention" in fusions:
         cmd += ["--heads", *map(str, grid["heads"])]
-    if grid["lightweight_heads"] != [4]:
+    if grid["lightweight_heads"] != [DEFAULT_HEADS["lightweight"]]:
         cmd += ["--lightweight_heads", *map(str, grid["lightweight_heads"])]
     if grid["enhanced"] != [False]:
         cmd += ["--enhanced", *(str(int(e)) for e in grid["enhanced"])]

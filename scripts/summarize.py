@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from models.fusion import fusion_heads  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 
 IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
@@ -59,11 +60,7 @@ def non_default_options(args: dict) -> str:
 
 
 def describe(args: dict) -> dict:
-    heads = args.get("cross_attention_heads")
-    if args["fusion"] == "tin":
-        heads = "-"
-    elif heads is None:
-        heads = 8 if args["fusion"] == "cross_attention" else 4
+    heads = fusion_heads(args["fusion"], args.get("cross_attention_heads")) or "-"
     return {"dataset": args["dataset"], "fusion": args["fusion"], "heads": heads,
             "enh. SemGCN": "yes" if args.get("use_enhanced_semgcn") else "no", "epochs": args["epochs"],
             "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"])),

@@ -22,6 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from models.fusion import DEFAULT_HEADS  # noqa: E402
 
 
 def load_grid(path: str) -> dict:
@@ -36,7 +39,7 @@ def load_grid(path: str) -> dict:
 def expand(grid: dict) -> list[dict]:
     runs = []
     for ds, fusion, enhanced, seed in itertools.product(grid["datasets"], grid["fusions"], grid["enhanced"], grid["seeds"]):
-        heads_options = {"tin": [None], "lightweight": grid.get("lightweight_heads", [4])}.get(fusion, grid["heads"])
+        heads_options = {"tin": [None], "lightweight": grid.get("lightweight_heads", [DEFAULT_HEADS["lightweight"]])}.get(fusion, grid["heads"])
         for heads in heads_options:
             runs.append({"dataset": ds, "fusion": fusion, "heads": heads, "enhanced": enhanced, "seed": seed})
     return runs
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["14res"])
     ap.add_argument("--fusions", nargs="+", default=["tin", "cross_attention", "lightweight"])
     ap.add_argument("--heads", nargs="+", type=int, default=[8, 4], help="heads of --fusion cross_attention")
-    ap.add_argument("--lightweight_heads", nargs="+", type=int, default=[4], help="heads of --fusion lightweight")
+    ap.add_argument("--lightweight_heads", nargs="+", type=int, default=[DEFAULT_HEADS["lightweight"]],
+                    help="heads of --fusion lightweight")
     ap.add_argument("--enhanced", nargs="+", type=int, default=[0], help="0 and/or 1 (--use_enhanced_semgcn)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[42])
     ap.add_argument("--name", default="sweep", help="prefix of every run name")

@@ -14,6 +14,7 @@ def test_fusion_shapes_padding_and_gradients(name, kw):
     torch.manual_seed(0)
     D = 32
     module = build_fusion(name, D, heads=kw.get("heads"), share_weights=kw.get("share_weights", False),
+                          output_block=kw.get("output_block", False),
                           window=kw.get("window", 0)).eval()
     (xs, _, mask), (xs_p, _, mask_p) = padded_pair(5, 9, D, pad=6)
     out = module(*xs, mask)

@@ -133,3 +133,49 @@ def test_model_gradients_with_fast_and_naive_span_pooling_agree(tiny_bert_dir, m
     assert fast.keys() == naive.keys()
     for name in fast:
         assert torch.allclose(fast[name], naive[name], rtol=1e-9, atol=1e-12), name
+
+
+def test_overlap_filters_in_predict(tiny_bert_dir):
+    """--overlap_filter: 'triplets' keeps a subset of the unfiltered triplets with no two sharing a span
+    and overlapping in the other; 'spans' leaves no two overlapping spans of one type in a sentence."""
+    model, tok = tiny_model(tiny_bert_dir)
+    model.eval()
+    with torch.no_grad():  # an untrained model: make every span an aspect or an opinion (many overlaps)
+        model.span_head.classifier.bias.copy_(torch.tensor([-20.0, 0.0, 0.0]))
+    batch, _ = batch_of(toy_sentences(), tok, train=False)
+    out = {o: model.predict(batch, 0.0, 1000, o) for o in ("none", "spans", "triplets")}
+    plain = {tuple(t) for t in out["none"]["triplets"].tolist()}
+    kept = [tuple(t) for t in out["triplets"]["triplets"].tolist()]
+    assert plain and set(kept) <= plain and len(kept) < len(plain)
+    for i, a in enumerate(kept):
+        for b in kept[i + 1:]:
+            if a[0] != b[0]:
+                continue
+            same_aspect, same_opinion = a[1:3] == b[1:3], a[3:5] == b[3:5]
+            overlap_op = a[3] < b[4] and b[3] < a[4]
+            overlap_asp = a[1] < b[2] and b[1] < a[2]
+            assert not (same_aspect and overlap_op) and not (same_opinion and overlap_asp), (a, b)
+    spans = out["spans"]
+    ents = list(zip(spans["spans"].tolist(), spans["span_types"].tolist()))
+    for i, ((r, s, e), t) in enumerate(ents):
+        for (r2, s2, e2), t2 in ents[i + 1:]:
+            assert not (r == r2 and t == t2 and s < e2 and s2 < e), ((r, s, e), (r2, s2, e2))
+
+
+def test_span_boundary_and_pair_distance_features(tiny_bert_dir):
+    """--span_boundary and --pair_distance_embedding: the heads take the extra features, every
+    parameter gets a finite gradient, and the distance buckets are as documented."""
+    from models.heads import distance_bucket
+    model, tok = tiny_model(tiny_bert_dir, span_boundary=True, pair_distance_embedding=8)
+    model.train()
+    batch, _ = batch_of(toy_sentences(), tok, train=True)
+    span_logits, pair_logits = model(batch)
+    assert pair_logits.shape == (batch["pairs"].shape[0], 3)
+    loss, _, _ = model.loss(batch, span_logits, pair_logits)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert model.pair_head.distance.weight.grad.abs().sum() > 0
+    aspect = torch.tensor([[5, 6], [5, 6], [5, 6], [5, 6], [40, 41]])
+    opinion = torch.tensor([[6, 8], [9, 10], [3, 5], [0, 1], [0, 2]])
+    # gaps 0, 3, 0 (opinion first), 4 (opinion first), 38 (opinion first, 32+)
+    assert distance_bucket(aspect, opinion).tolist() == [0, 3, 9, 13, 17]

@@ -81,3 +81,33 @@ def test_collate_alignment(tok):
         assert words[words >= 0].unique().tolist() == list(range(len(s.tokens)))
         assert batch["word_mask"][b].sum() == len(s.tokens)
         assert batch["dep_adj"][b, len(s.tokens):].sum() == 0  # padding rows are empty
+
+
+def test_hard_negatives_overlap_gold_spans_and_build_negative_pairs(tok):
+    """--neg_overlap_fraction 1: every sampled negative span overlaps a gold span (while there are
+    enough such candidates); --neg_overlap_pairs: extra all-zero pairs, each pairing a gold span's
+    gold partner with a negative span that overlaps it."""
+    sents = toy_sentences()
+    ds = ASTEDataset(sents, tok, max_span_size=4, train=True, neg_entity_count=3, neg_triple_count=0,
+                     neg_overlap_fraction=1.0, neg_overlap_pairs=4)
+    plain = ASTEDataset(sents, tok, max_span_size=4, train=True, neg_entity_count=3, neg_triple_count=0)
+    ds.set_epoch(1)
+    plain.set_epoch(1)
+    some_differ = False
+    for i in range(len(sents)):
+        item, ref = ds[i], plain[i]
+        gold = ds.encoded[i].gold_spans
+        G = len(gold)
+        negs = item["spans"][G:]
+        assert len(negs) == 3 and (item["span_labels"][G:] == 0).all()
+        assert all(((s < gold[:, 1]) & (gold[:, 0] < e)).any() for s, e in negs)
+        some_differ |= not np.array_equal(negs, ref["spans"][G:])
+        n_pos = len({(t.aspect, t.opinion) for t in sents[i].triplets})
+        extra = item["pairs"][n_pos:]
+        assert 1 <= len(extra) <= 4 and item["pair_labels"][n_pos:].sum() == 0
+        for a, o in extra:
+            assert (a >= G) != (o >= G)  # exactly one side is a negative span
+            neg, partner = (a, o) if a >= G else (o, a)
+            s, e = item["spans"][neg]
+            assert (partner < G) and any(((s < gs_e) & (gs_s < e)) for gs_s, gs_e, _ in gold)
+    assert some_differ

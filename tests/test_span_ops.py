@@ -104,3 +104,26 @@ def test_no_argmax_table_without_gradients():
         t = RangeMax(h)
     assert t.sources is None
     assert torch.equal(t.query(torch.tensor([1]), torch.tensor([2]), torch.tensor([7]))[0], h[1, 2:7].max(0).values.detach())
+
+
+def test_overlap_losers_by_hand():
+    from models.decoding import overlap_losers, triplet_overlap_losers
+    # group 0: [2,4) 0.9 beats [3,5) 0.8 and [2,3) 0.5; [6,7) 0.1 overlaps nothing; group 1 is separate
+    group = torch.tensor([0, 0, 0, 0, 1])
+    start, end = torch.tensor([2, 3, 2, 6, 3]), torch.tensor([4, 5, 3, 7, 5])
+    score = torch.tensor([0.9, 0.8, 0.5, 0.1, 0.2])
+    assert overlap_losers(group, start, end, score).tolist() == [False, True, True, False, False]
+    # a tie goes to the earlier item; chunked comparison gives the same answer
+    assert overlap_losers(torch.zeros(2, dtype=torch.long), torch.tensor([0, 0]), torch.tensor([2, 1]),
+                          torch.tensor([0.5, 0.5])).tolist() == [False, True]
+    import models.decoding as decoding
+    old, decoding.CHUNK = decoding.CHUNK, 2
+    try:
+        assert overlap_losers(group, start, end, score).tolist() == [False, True, True, False, False]
+    finally:
+        decoding.CHUNK = old
+    # "bread / top notch" 0.9, "bread / top" 0.6, "bread / notch" 0.7, "service / top" 0.8 (another aspect)
+    spans = torch.tensor([[0, 1, 2], [0, 4, 6], [0, 4, 5], [0, 5, 6], [0, 8, 9]])  # bread, top notch, top, notch, service
+    pairs = torch.tensor([[0, 1], [0, 2], [0, 3], [4, 2]])
+    lose = triplet_overlap_losers(spans, pairs, torch.tensor([0.9, 0.6, 0.7, 0.8]))
+    assert lose.tolist() == [False, True, True, False]

@@ -30,11 +30,11 @@ def fusion_heads(name: str, heads: int | None) -> int | None:
 
 
 def build_fusion(name: str, dim: int, heads: int | None = None, share_weights: bool = False,
-                 window: int = 0, dropout: float = 0.1) -> nn.Module:
+                 window: int = 0, dropout: float = 0.1, output_block: bool = False) -> nn.Module:
     if name not in FUSIONS:
         raise ValueError(f"--fusion {name!r}: choose from {sorted(FUSIONS)}")
     if name == "tin":
         return TINFusion(dim)
     if name == "lightweight":
-        return LightweightCrossAttentionFusion(dim, fusion_heads(name, heads), window, dropout)
-    return CrossAttentionFusion(dim, fusion_heads(name, heads), share_weights, window, dropout)
+        return LightweightCrossAttentionFusion(dim, fusion_heads(name, heads), window, dropout, output_block)
+    return CrossAttentionFusion(dim, fusion_heads(name, heads), share_weights, window, dropout, output_block)

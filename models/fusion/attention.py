@@ -37,3 +37,17 @@ def attention_mask(word_mask: torch.Tensor, window: int = 0) -> torch.Tensor:
         pos = torch.arange(word_mask.shape[1], device=word_mask.device)
         allowed = allowed & ((pos[:, None] - pos[None, :]).abs() <= window)
     return allowed | ~word_mask[:, None, :, None]
+
+
+class OutputBlock(nn.Module):
+    """--fusion_output_block: LayerNorm on a fusion's output, then a transformer-style feed-forward
+    (dim -> 2 dim -> dim) with a residual and LayerNorm, as TIN ends in an MLP and a LayerNorm."""
+
+    def __init__(self, dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.norm_in, self.norm_out = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm_in(x)
+        return self.norm_out(x + self.ffn(x))

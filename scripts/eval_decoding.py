@@ -1,0 +1,106 @@
+"""Choose a decoding option on dev: re-evaluate saved runs (their best-dev checkpoints) on dev and
+test under each --overlap_filter and write the table, means over the runs' seeds.
+
+    python scripts/eval_decoding.py "Results/14res/all-minilm-l6-v2-tin-seed*" --out Results/decoding.md
+
+Besides F1, precision and recall, it counts "nested" test predictions: predicted triplets whose
+opinion (aspect) span overlaps the opinion (aspect) span of another predicted triplet with the same
+aspect (opinion), e.g. "bread / top notch" beside "bread / top". The checkpoints need to be there
+(best.safetensors is never committed): run it where the runs were trained.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from aste.data import load_split, make_dataset, make_loader  # noqa: E402
+from aste.encoding import encoder_max_length  # noqa: E402
+from aste.input_reader import ReadReport  # noqa: E402
+from aste.runs import load_run  # noqa: E402
+from aste.trainer import evaluate  # noqa: E402
+from models.decoding import triplet_overlap_losers  # noqa: E402
+from Parameter import build_parser  # noqa: E402
+from scripts.bench_utils import write_report  # noqa: E402
+
+OPTIONS = ("none", "spans", "triplets")
+
+
+def nested_count(evaluator) -> int:
+    """Predicted triplets that a 'triplets' filter would compare: same aspect with overlapping
+    opinions, or same opinion with overlapping aspects (each triplet counted once)."""
+    total = 0
+    for sid, pred in evaluator.per_sentence.items():
+        trips = pred["triplets"]
+        if len(trips) < 2:
+            continue
+        spans = sorted({(a0, a1) for a0, a1, *_ in trips} | {(o0, o1) for _, _, o0, o1, *_ in trips})
+        index = {s: k for k, s in enumerate(spans)}
+        span_t = torch.tensor([[0, s, e] for s, e in spans])
+        pairs = torch.tensor([[index[(t[0], t[1])], index[(t[2], t[3])]] for t in trips])
+        # every triplet that has a conflicting partner: losers under ascending and under descending scores
+        up = triplet_overlap_losers(span_t, pairs, torch.arange(len(trips), dtype=torch.float))
+        down = triplet_overlap_losers(span_t, pairs, -torch.arange(len(trips), dtype=torch.float))
+        total += int((up | down).sum())
+    return total
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="run folders (globs) with best.safetensors")
+    ap.add_argument("--out", default="Results/decoding.md")
+    args = ap.parse_args(argv)
+    dirs = sorted({d for p in args.runs for d in glob.glob(p) if os.path.isfile(os.path.join(d, "best.safetensors"))})
+    if not dirs:
+        raise SystemExit("error: no run folder with best.safetensors matches " + " ".join(args.runs))
+    rows = {o: [] for o in OPTIONS}
+    for run_dir in dirs:
+        model, tokenizer, cfg = load_run(run_dir, "cpu")
+        saved = argparse.Namespace(**(vars(build_parser().parse_args([])) | cfg["args"]))  # flags a run predates
+        data = {}
+        for split in ("dev", "test"):
+            report = ReadReport()
+            data[split] = make_dataset(load_split(cfg["data"][split]["file"], saved, report), tokenizer, saved, False,
+                                       report, encoder_max_length(tokenizer, model.encoder.config))
+        for option in OPTIONS:
+            result = {"run": run_dir, "seed": saved.seed}
+            for split in ("dev", "test"):
+                ev = evaluate(model, make_loader(data[split], saved, False, torch.device("cpu")),
+                              saved.sen_filter_threshold, saved.max_pairs, torch.device("cpu"), overlap=option)
+                result[split] = ev.metrics()["triplet"]
+                if split == "test":
+                    result["nested"] = nested_count(ev)
+            rows[option].append(result)
+            print(f"{run_dir} {option}: dev {result['dev']['f1']:.2f} test {result['test']['f1']:.2f} "
+                  f"nested {result['nested']}", flush=True)
+
+    def mean(option, split, key):
+        return statistics.mean(r[split][key] for r in rows[option])
+    lines = ["# Decoding: overlapping spans and triplets", "",
+             f"Written by `python scripts/eval_decoding.py {' '.join(args.runs)}` on {time.strftime('%Y-%m-%d')} "
+             f"(CPU, torch {torch.__version__}): the best-dev checkpoints of {len(dirs)} run(s) "
+             f"({', '.join('`' + d + '`' for d in dirs)}) re-evaluated under each `--overlap_filter`. "
+             "Choose on the dev column; test is shown at the same option. Means over the runs.", "",
+             "| --overlap_filter | dev triplet F1 | test triplet F1 | test P | test R | nested test predictions | "
+             "per seed (dev / test) |", "|---|---|---|---|---|---|---|"]
+    for option in OPTIONS:
+        per_seed = ", ".join(f"{r['seed']}: {r['dev']['f1']:.2f} / {r['test']['f1']:.2f}" for r in rows[option])
+        lines.append(f"| {option} | {mean(option, 'dev', 'f1'):.2f} | {mean(option, 'test', 'f1'):.2f} | "
+                     f"{mean(option, 'test', 'p'):.2f} | {mean(option, 'test', 'r'):.2f} | "
+                     f"{statistics.mean(r['nested'] for r in rows[option]):.1f} | {per_seed} |")
+    best = max(OPTIONS, key=lambda o: mean(o, "dev", "f1"))
+    lines += ["", f"Best on dev: `{best}`."]
+    write_report(args.out, lines)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
