@@ -44,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at evaluation, most aspect x opinion pairs scored per sentence (counted warning if hit)")
     g.add_argument("--sen_filter_threshold", type=float, default=0.4,
                    help="a pair becomes a triplet if its best sentiment probability exceeds this")
-    g.add_argument("--overlap_filter", default="none", choices=["none", "spans", "triplets"],
-                   help="at evaluation: keep only the best-scoring of overlapping predicted spans of one type "
-                        "(spans), or of triplets sharing one span whose other spans overlap (triplets)")
+    g.add_argument("--overlap_filter", default="triplets", choices=["none", "spans", "triplets"],
+                   help="at evaluation: of triplets that share one span and whose other spans overlap ('bread / top "
+                        "notch', 'bread / top'), keep the best-scoring (triplets); or keep the best of overlapping "
+                        "predicted spans of one type (spans); or keep all (none). Default chosen on 14res dev "
+                        "(Results/decoding.md)")
     g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--bucket_by_length", action=argparse.BooleanOptionalAction, default=True,
                    help="train batches of similar length (less padding)")

@@ -24,7 +24,7 @@ from aste.environment import (amp_dtype, can_compile, environment_record, pick_d
 from aste.errors import run_cli
 from aste.evaluator import format_metrics, sentiment_table
 from aste.input_reader import ReadReport
-from aste.runs import RunFolder, default_run_name, load_run, resume_conflicts
+from aste.runs import RunFolder, default_run_name, load_run, resume_conflicts, saved_flag
 from aste.trainer import Trainer, evaluate
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
@@ -225,7 +225,7 @@ def eval_only(args, argv: list[str]) -> None:
     given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
     for key in ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format", "overlap_filter"):
         if key not in given:
-            setattr(args, key, saved.get(key, build_parser().get_default(key)))
+            setattr(args, key, saved_flag(saved, key, build_parser().get_default(key)))
     if "dataset" not in given and not args.test_file:
         args.dataset = saved["dataset"]
     report = ReadReport()

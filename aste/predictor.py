@@ -20,7 +20,7 @@ from .environment import pick_device
 from .evaluator import triplet_record
 from .input_reader import ReadReport, Sentence
 from .parsing import add_parses, load_spacy
-from .runs import load_run
+from .runs import load_run, saved_flag
 from .sampling import ASTEDataset, LengthBucketSampler, collate
 
 
@@ -31,7 +31,7 @@ class Predictor:
         saved = config["args"]
         self.max_span_size, self.threshold, self.max_pairs = (saved["max_span_size"], saved["sen_filter_threshold"],
                                                               saved["max_pairs"])
-        self.overlap = saved.get("overlap_filter", "none")  # runs made before the flag had none
+        self.overlap = saved_flag(saved, "overlap_filter", "triplets")
 
     @classmethod
     def from_run(cls, run_dir: str, device: str = "auto", spacy_model: str = "en_core_web_sm") -> "Predictor":

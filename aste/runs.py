@@ -161,6 +161,15 @@ def default_run_name(args) -> str:
     return "-".join([enc] + parts + [f"seed{args.seed}"])
 
 
+# What runs made before a flag existed did, where that is not the flag's default today.
+BEFORE_FLAG_EXISTED = {"overlap_filter": "none"}
+
+
+def saved_flag(saved: dict, key: str, default):
+    """A flag's value in a run's saved args; for a run that predates the flag, what it did then."""
+    return saved[key] if key in saved else BEFORE_FLAG_EXISTED.get(key, default)
+
+
 # flags that may differ between a run and its resumption (they do not change what is computed)
 RESUME_FREE = {"resume", "threads", "num_workers", "log_every", "tensorboard", "device", "results_dir", "run_name",
                "save_state_every", "debug", "config"}
@@ -178,7 +187,7 @@ def resume_conflicts(saved: dict, args, defaults: dict) -> list[str]:
     for key, now in vars(args).items():
         if key in RESUME_FREE:
             continue
-        before = saved.get(key, defaults.get(key))
+        before = saved_flag(saved, key, defaults.get(key))
         if norm(key, before) != norm(key, now):
             out.append(f"--{key} was {before!r}, now {now!r}")
     return out

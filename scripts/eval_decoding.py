@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from aste.data import load_split, make_dataset, make_loader  # noqa: E402
 from aste.encoding import encoder_max_length  # noqa: E402
 from aste.input_reader import ReadReport  # noqa: E402
-from aste.runs import load_run  # noqa: E402
+from aste.runs import load_run, saved_flag  # noqa: E402
 from aste.trainer import evaluate  # noqa: E402
 from models.decoding import triplet_overlap_losers  # noqa: E402
 from Parameter import build_parser  # noqa: E402
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     rows = {o: [] for o in OPTIONS}
     for run_dir in dirs:
         model, tokenizer, cfg = load_run(run_dir, "cpu")
-        saved = argparse.Namespace(**(vars(build_parser().parse_args([])) | cfg["args"]))  # flags a run predates
+        defaults = vars(build_parser().parse_args([]))
+        saved = argparse.Namespace(**{k: saved_flag(cfg["args"], k, v) for k, v in defaults.items()})
         data = {}
         for split in ("dev", "test"):
             report = ReadReport()

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from aste.evaluator import sentiment_table  # noqa: E402
+from aste.runs import BEFORE_FLAG_EXISTED  # noqa: E402
 from models.fusion import DEFAULT_HEADS  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 from scripts.summarize import commit_label, commits, load_run, option_defaults, run_environment, summarize  # noqa: E402
@@ -102,6 +103,7 @@ def train_flags(args: dict, commit: str | None = None, skip: tuple = ()) -> list
     """train.py flags that make a run with these args: FIRST always, then every flag (in the parser's order)
     whose value differs from today's default or from the default at `commit` (the run's own code)."""
     actions, old = _actions(), defaults_at(commit)
+    args = {**BEFORE_FLAG_EXISTED, **args}  # a run that predates a flag did what that flag now has to ask for
     flags = []
     for dest in FIRST:
         if dest in args and dest not in skip:
@@ -277,6 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", nargs="*", default=[], help="the multi-seed sweep's runs (globs), for its command")
     ap.add_argument("--sweep_summary", default="Results/summary.md")
     ap.add_argument("--benchmarks", default="Results/benchmarks", help="folder of benchmark reports (*.md)")
+    ap.add_argument("--reports", nargs="*", default=["Results/decoding.md"],
+                    help="reports written by other scripts (e.g. scripts/eval_decoding.py), included whole")
     ap.add_argument("--out", default="Results/README.md")
     args = ap.parse_args(argv)
     core = load_run(args.core)
@@ -392,6 +396,11 @@ def main(argv=None) -> int:
                 out += ["No single `scripts/sweep.py` call makes these folders; each run's command:", "",
                         *commands_block(sweep), ""]
             out += [folders(sweep), ""]
+
+    for report in args.reports:
+        if os.path.exists(report):
+            text = open(report, encoding="utf-8").read().strip().splitlines()
+            out += [text[0].replace("# ", "## ", 1), *text[1:], ""]
 
     bench = sorted(glob.glob(os.path.join(args.benchmarks, "*.md")))
     if bench:

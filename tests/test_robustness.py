@@ -243,3 +243,16 @@ def test_leftover_temp_files_are_found_and_only_they(tmp_path):
     removed = remove_temp_files(str(tmp_path))
     assert sorted(os.path.basename(p) for p in removed) == ["metrics.jsonl.tmp17", "state.pt.tmp4242"]
     assert sorted(os.listdir(tmp_path)) == ["notes.tmp", "state.pt", "x.tmpfile"]
+
+
+def test_runs_made_before_a_flag_keep_what_they_did():
+    """A run saved before --overlap_filter existed decoded without it: eval-only, Predictor and
+    --resume read it as 'none', not as today's default."""
+    from aste.runs import resume_conflicts, saved_flag
+    from Parameter import build_parser
+    defaults = vars(build_parser().parse_args([]))
+    old = {k: v for k, v in vars(parse_args([])).items() if k != "overlap_filter"}
+    assert defaults["overlap_filter"] == "triplets" and saved_flag(old, "overlap_filter", "triplets") == "none"
+    assert saved_flag({}, "lr", 1.0) == 1.0 and saved_flag({"lr": 2.0}, "lr", 1.0) == 2.0
+    assert resume_conflicts(old, parse_args(["--resume"]), defaults) == ["--overlap_filter was 'none', now 'triplets'"]
+    assert resume_conflicts(old, parse_args(["--resume", "--overlap_filter", "none"]), defaults) == []
