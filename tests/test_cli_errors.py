@@ -68,7 +68,7 @@ def test_data_errors_are_one_line(tiny_bert_dir, toy_files, tmp_path):
     (tmp_path / "broken.json").write_text('[{"tokens": ')
     fails_with_one_line(train_cmd(tiny_bert_dir, dict(toy_files, train=str(tmp_path / "broken.json")), tmp_path),
                         "broken.json:1", "malformed JSON")
-    fails_with_one_line(train_cmd(str(tmp_path / "no_encoder"), toy_files, tmp_path), "could not load encoder")
+    fails_with_one_line(train_cmd(str(tmp_path / "no_encoder"), toy_files, tmp_path), "no_encoder: no such folder")
 
 
 def test_debug_shows_the_traceback(tiny_bert_dir, toy_files, tmp_path):
