@@ -1,7 +1,7 @@
 """Choose a decoding option on dev: re-evaluate saved runs (their best-dev checkpoints) on dev and
 test under each --overlap_filter and write the table, means over the runs' seeds.
 
-    python scripts/eval_decoding.py "Results/14res/all-minilm-l6-v2-tin-seed*" --out Results/decoding.md
+    python scripts/eval_decoding.py "Results/14res/all-minilm-l6-v2-tin-seed*" "Results/14res/hnbd-tin-seed*"
 
 Besides F1, precision and recall, it counts "nested" test predictions: predicted triplets whose
 opinion (aspect) span overlaps the opinion (aspect) span of another predicted triplet with the same
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -52,52 +53,62 @@ def nested_count(evaluator) -> int:
     return total
 
 
+def evaluate_run(run_dir: str) -> dict[str, dict]:
+    """{option: {"seed", "dev", "test" (triplet P/R/F1), "nested"}} for one run's checkpoint."""
+    model, tokenizer, cfg = load_run(run_dir, "cpu")
+    defaults = vars(build_parser().parse_args([]))
+    saved = argparse.Namespace(**{k: saved_flag(cfg["args"], k, v) for k, v in defaults.items()})
+    data = {}
+    for split in ("dev", "test"):
+        report = ReadReport()
+        data[split] = make_dataset(load_split(cfg["data"][split]["file"], saved, report), tokenizer, saved, False,
+                                   report, encoder_max_length(tokenizer, model.encoder.config))
+    results = {}
+    for option in OPTIONS:
+        result = {"seed": saved.seed}
+        for split in ("dev", "test"):
+            ev = evaluate(model, make_loader(data[split], saved, False, torch.device("cpu")),
+                          saved.sen_filter_threshold, saved.max_pairs, torch.device("cpu"), overlap=option)
+            result[split] = ev.metrics()["triplet"]
+            if split == "test":
+                result["nested"] = nested_count(ev)
+        results[option] = result
+        print(f"{run_dir} {option}: dev {result['dev']['f1']:.2f} test {result['test']['f1']:.2f} "
+              f"nested {result['nested']}", flush=True)
+    return results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="run folders (globs) with best.safetensors")
+    ap.add_argument("groups", nargs="+", help="one glob of run folders (with best.safetensors) per group, e.g. the "
+                                               "seeds of one configuration")
     ap.add_argument("--out", default="Results/decoding.md")
     args = ap.parse_args(argv)
-    dirs = sorted({d for p in args.runs for d in glob.glob(p) if os.path.isfile(os.path.join(d, "best.safetensors"))})
-    if not dirs:
-        raise SystemExit("error: no run folder with best.safetensors matches " + " ".join(args.runs))
-    rows = {o: [] for o in OPTIONS}
-    for run_dir in dirs:
-        model, tokenizer, cfg = load_run(run_dir, "cpu")
-        defaults = vars(build_parser().parse_args([]))
-        saved = argparse.Namespace(**{k: saved_flag(cfg["args"], k, v) for k, v in defaults.items()})
-        data = {}
-        for split in ("dev", "test"):
-            report = ReadReport()
-            data[split] = make_dataset(load_split(cfg["data"][split]["file"], saved, report), tokenizer, saved, False,
-                                       report, encoder_max_length(tokenizer, model.encoder.config))
-        for option in OPTIONS:
-            result = {"run": run_dir, "seed": saved.seed}
-            for split in ("dev", "test"):
-                ev = evaluate(model, make_loader(data[split], saved, False, torch.device("cpu")),
-                              saved.sen_filter_threshold, saved.max_pairs, torch.device("cpu"), overlap=option)
-                result[split] = ev.metrics()["triplet"]
-                if split == "test":
-                    result["nested"] = nested_count(ev)
-            rows[option].append(result)
-            print(f"{run_dir} {option}: dev {result['dev']['f1']:.2f} test {result['test']['f1']:.2f} "
-                  f"nested {result['nested']}", flush=True)
-
-    def mean(option, split, key):
-        return statistics.mean(r[split][key] for r in rows[option])
     lines = ["# Decoding: overlapping spans and triplets", "",
-             f"Written by `python scripts/eval_decoding.py {' '.join(args.runs)}` on {time.strftime('%Y-%m-%d')} "
-             f"(CPU, torch {torch.__version__}): the best-dev checkpoints of {len(dirs)} run(s) "
-             f"({', '.join('`' + d + '`' for d in dirs)}) re-evaluated under each `--overlap_filter`. "
-             "Choose on the dev column; test is shown at the same option. Means over the runs.", "",
-             "| --overlap_filter | dev triplet F1 | test triplet F1 | test P | test R | nested test predictions | "
-             "per seed (dev / test) |", "|---|---|---|---|---|---|---|"]
-    for option in OPTIONS:
-        per_seed = ", ".join(f"{r['seed']}: {r['dev']['f1']:.2f} / {r['test']['f1']:.2f}" for r in rows[option])
-        lines.append(f"| {option} | {mean(option, 'dev', 'f1'):.2f} | {mean(option, 'test', 'f1'):.2f} | "
-                     f"{mean(option, 'test', 'p'):.2f} | {mean(option, 'test', 'r'):.2f} | "
-                     f"{statistics.mean(r['nested'] for r in rows[option]):.1f} | {per_seed} |")
-    best = max(OPTIONS, key=lambda o: mean(o, "dev", "f1"))
-    lines += ["", f"Best on dev: `{best}`."]
+             f"Written by `python scripts/eval_decoding.py {' '.join(shlex.quote(g) for g in args.groups)}` on "
+             f"{time.strftime('%Y-%m-%d')} (CPU, torch {torch.__version__}): each run's best-dev checkpoint (chosen "
+             "during training with the decoding its config names) re-evaluated under each `--overlap_filter`. "
+             "Choose on the dev columns; test is shown at the same option. Means over each group's runs (seeds). "
+             "Nested: test triplets that share one span with another predicted triplet and overlap it in the "
+             "other (both of a pair are counted).", "",
+             "| runs | --overlap_filter | dev triplet F1 | test triplet F1 | test P | test R | nested test predictions | "
+             "per seed (dev / test) |", "|---|---|---|---|---|---|---|---|"]
+    for group in args.groups:
+        dirs = sorted(d for d in glob.glob(group) if os.path.isfile(os.path.join(d, "best.safetensors")))
+        if not dirs:
+            raise SystemExit(f"error: no run folder with best.safetensors matches {group}")
+        rows = {o: [] for o in OPTIONS}
+        for run_dir in dirs:
+            for option, result in evaluate_run(run_dir).items():
+                rows[option].append(result)
+
+        def mean(option, split, key):
+            return statistics.mean(r[split][key] for r in rows[option])
+        for option in OPTIONS:
+            per_seed = ", ".join(f"{r['seed']}: {r['dev']['f1']:.2f} / {r['test']['f1']:.2f}" for r in rows[option])
+            lines.append(f"| `{group}` | {option} | {mean(option, 'dev', 'f1'):.2f} | {mean(option, 'test', 'f1'):.2f} | "
+                         f"{mean(option, 'test', 'p'):.2f} | {mean(option, 'test', 'r'):.2f} | "
+                         f"{statistics.mean(r['nested'] for r in rows[option]):.1f} | {per_seed} |")
     write_report(args.out, lines)
     print("\n".join(lines))
     return 0
