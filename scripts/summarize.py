@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
 from models.fusion import fusion_heads  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 
@@ -42,20 +43,24 @@ def config_key(args: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v)) for k, v in args.items() if k not in IGNORED and not k.endswith("_file")))
 
 
-OPTION_KEYS = ("data_format", "neg_entity_count", "neg_triple_count", "max_span_size", "share_cross_attention_weights",
-               "cross_attention_window", "loss_weighting", "lr", "task_lr", "batch_size", "sen_filter_threshold", "amp")
+# columns of their own, or flags that do not change what is computed
+NOT_OPTIONS = RESUME_FREE | {"dataset", "fusion", "use_cross_attention", "cross_attention_heads", "use_enhanced_semgcn",
+                             "epochs", "pretrained_deberta_name", "seed", "train_file", "dev_file", "test_file",
+                             "data_dir", "eval_only", "checkpoint", "no_checkpoint", "deberta_feature_dim", "emb_dim"}
 
 
 @functools.cache
 def option_defaults() -> dict:
     parser = build_parser()
-    return {k: parser.get_default(k) for k in OPTION_KEYS}
+    return {a.dest: a.default for a in parser._actions if a.dest != "help"}
 
 
 def non_default_options(args: dict) -> str:
-    """The flags (of a few that change results) that differ from their defaults, e.g. data_format=aste."""
+    """The flags that change results and differ from today's defaults (a run that predates a flag shows
+    what it did then), e.g. data_format=aste."""
     defaults = option_defaults()
-    diff = [f"{k}={args[k]}" for k in OPTION_KEYS if k in args and args[k] != defaults[k]]
+    diff = [f"{k}={saved_flag(args, k, v)}" for k, v in defaults.items()
+            if k not in NOT_OPTIONS and saved_flag(args, k, v) != v]
     return ", ".join(diff) or "defaults"
 
 
