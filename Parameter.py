@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 
 from models.fusion import DEFAULT_HEADS, FUSIONS
 
@@ -13,7 +14,7 @@ DATASETS = ("14res", "14lap", "15res", "16res")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train / evaluate a D2E2S-style ASTE model.",
+    p = argparse.ArgumentParser(description="Train / evaluate a D2E2S-style ASTE model.", allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     g = p.add_argument_group("data")
@@ -45,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sen_filter_threshold", type=float, default=0.4,
                    help="a pair becomes a triplet if its best sentiment probability exceeds this")
     g.add_argument("--overlap_filter", default="triplets", choices=["none", "spans", "triplets"],
-                   help="at evaluation: of triplets that share one span and whose other spans overlap ('bread / top "
-                        "notch', 'bread / top'), keep the best-scoring (triplets); or keep the best of overlapping "
-                        "predicted spans of one type (spans); or keep all (none). Default chosen on 14res dev "
-                        "(Results/decoding.md)")
+                   help="decoding (dev, test, predictions; so also which epoch is best): of triplets that share one "
+                        "span and whose other spans overlap ('bread / top notch', 'bread / top'), keep only those no "
+                        "better-scoring one overlaps (triplets); the same for predicted spans of one type (spans); or "
+                        "keep all (none). Default chosen on 14res dev (Results/decoding.md)")
     g.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--bucket_by_length", action=argparse.BooleanOptionalAction, default=True,
                    help="train batches of similar length (less padding)")
@@ -172,6 +173,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("num_workers", "log_every", "pair_distance_embedding"):
         if getattr(args, name) < 0:
             fail(f"--{name} must be >= 0")
+    if not 0 <= args.seed < 2**32:
+        fail(f"--seed must be in [0, 2**32) (got {args.seed})")
     for name in ("neg_entity_count", "neg_triple_count"):
         if getattr(args, name) < -1:
             fail(f"--{name} must be -1 (all) or >= 0")
@@ -224,11 +227,13 @@ def check_against_encoder(args: argparse.Namespace, encoder_dim: int) -> None:
 
 
 # flags that say what to do with a run, not how it is made: never taken from a --config file
-NOT_FROM_CONFIG = {"config", "resume", "eval_only", "checkpoint", "debug"}
+NOT_FROM_CONFIG = {"config", "resume", "eval_only", "checkpoint", "debug", "run_name"}
 
 
-def config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
-    """The flags saved in a run's config.json ('args'), as parser defaults."""
+def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The flags saved in a run's config.json ('args') as command-line tokens, so that they pass the
+    parser's own type and choice checks; flags given after them on the command line win."""
+    from aste.runs import BEFORE_FLAG_EXISTED
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
@@ -239,17 +244,32 @@ def config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
     saved = saved.get("args", saved) if isinstance(saved, dict) else None
     if not isinstance(saved, dict):
         raise SystemExit(f"error: --config {path}: expected a config.json written by train.py (an 'args' object)")
-    known = {a.dest for a in parser._actions}
-    unknown = sorted(set(saved) - known)
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    unknown = sorted(set(saved) - set(actions))
     if unknown:
         raise SystemExit(f"error: --config {path}: unknown flags {', '.join('--' + k for k in unknown)}")
-    # the resolved --fusion carries --use_cross_attention, so a --fusion given now is no contradiction
-    return {k: v for k, v in saved.items() if k not in NOT_FROM_CONFIG and k != "use_cross_attention"}
+    # the resolved --fusion carries --use_cross_attention, so a --fusion given now is no contradiction;
+    # a run that predates a flag did what that flag now has to ask for
+    saved = {**BEFORE_FLAG_EXISTED, **saved}
+    argv = []
+    for dest, value in saved.items():
+        action = actions[dest]
+        if dest in NOT_FROM_CONFIG or dest == "use_cross_attention" or value is None:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:  # store_true
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     first, _ = parser.parse_known_args(argv)
     if first.config:
-        parser.set_defaults(**config_defaults(first.config, parser))
+        argv = config_argv(first.config, parser) + argv
     return validate(parser.parse_args(argv))

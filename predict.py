@@ -29,6 +29,9 @@ from aste.predictor import Predictor
 from models.labels import SENTIMENTS
 
 
+OUTPUT_FIELDS = {"line", "triplets", "error", "gold"}
+
+
 def read_lines(lines: list[str], source: str, on_bad_example: str) -> tuple[list, list[dict]]:
     """Each non-empty line -> a Predictor input (string, word list or Sentence) and the fields to echo."""
     inputs, extras = [], []
@@ -50,7 +53,9 @@ def read_lines(lines: list[str], source: str, on_bad_example: str) -> tuple[list
                 tokens = obj.get("tokens") if isinstance(obj, dict) else None
                 if not (isinstance(tokens, list) and tokens and all(isinstance(t, str) for t in tokens)):
                     raise BadExample(where, "a JSON line needs 'tokens': a non-empty list of strings", "malformed")
-                item, extra = Sentence(tokens, [], None, where), {k: v for k, v in obj.items() if k != "tokens"}
+                # the line's other fields are echoed back; one named like an output field gets an "input_" prefix
+                extra = {(f"input_{k}" if k in OUTPUT_FIELDS else k): v for k, v in obj.items() if k != "tokens"}
+                item = Sentence(tokens, [], None, where)
             else:
                 item, extra = line.strip(), {}
         except BadExample as err:

@@ -62,7 +62,12 @@ def log_to_run_folder(run_dir: str, early: logging.handlers.MemoryHandler) -> No
 # ---- stages ---------------------------------------------------------------------------------------
 def open_run_folder(args, dist, early_log) -> RunFolder:
     run = RunFolder(os.path.join(args.results_dir, args.dataset, args.run_name or default_run_name(args)))
-    os.makedirs(run.path, exist_ok=True)
+    try:
+        os.makedirs(run.path, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"error: cannot create the run folder {run.path}: {err.strerror}") from None
+    if not os.access(run.path, os.W_OK):
+        raise SystemExit(f"error: the run folder {run.path} is not writable (--results_dir)")
     if dist.is_main:
         log_to_run_folder(run.path, early_log)
     else:
@@ -121,18 +126,31 @@ def build_model(args, enc_config, device, dist) -> tuple[D2E2S, torch.nn.Module]
     return model, train_model
 
 
-def resume_or_start(trainer: Trainer, run: RunFolder, args) -> None:
+def check_resume_flags(run: RunFolder, args) -> None:
+    conflicts = resume_conflicts(run.read_config()["args"], args, vars(build_parser().parse_args([])))
+    if conflicts:
+        raise SystemExit(f"error: --resume with flags that differ from the run in {run.path}: " + ", ".join(conflicts))
+
+
+def resume_or_start(trainer: Trainer, run: RunFolder, args, dist) -> None:
     if args.resume and run.has_state():
-        conflicts = resume_conflicts(run.read_config()["args"], args, vars(build_parser().parse_args([])))
-        if conflicts:
-            raise SystemExit(f"error: --resume with flags that differ from the run in {run.path}: " + ", ".join(conflicts))
+        check_resume_flags(run, args)
         trainer.load_state_dict(run.load_state())
-        run.write_history(trainer.state.history)  # epochs finished after the saved state are run again
+        if dist.is_main:
+            run.write_history(trainer.state.history)  # epochs finished after the saved state are run again
+        best_file_epoch = run.best_epoch_on_disk()
+        if best_file_epoch is not None and best_file_epoch != trainer.state.best_epoch:
+            log.warning("best.safetensors and test_predictions.jsonl hold epoch %d, but the saved state's best epoch "
+                        "is %d (the run was stopped between writing them and the state); they are replaced when a "
+                        "resumed epoch beats dev triplet F1 %.2f", best_file_epoch, trainer.state.best_epoch,
+                        trainer.state.best_dev_f1)
         log.info("resumed %s after epoch %d (best dev triplet F1 %.2f at epoch %d)", run.path,
                  trainer.state.epoch, trainer.state.best_dev_f1, trainer.state.best_epoch)
     elif args.resume:
         log.info("--resume: no saved state in %s, starting from epoch 1", run.path)
-        run.clear_outputs()
+        if dist.is_main:
+            run.clear_outputs()
+    dist.barrier()
 
 
 def finish(trainer: Trainer, run: RunFolder, config: dict) -> dict:
@@ -166,10 +184,10 @@ def main(argv=None) -> dict | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     early_log = setup_logging()
     args = parse_args(argv)                                                    # flags
-    if args.eval_only:
-        return eval_only(args, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.eval_only:
+        return eval_only(args, argv)
     dist = setup_distributed(args.device)
     device = pick_device(args.device, dist.local_rank)
     autocast_dtype = amp_dtype(args.amp, device)
@@ -178,6 +196,7 @@ def main(argv=None) -> dict | None:
 
     run = open_run_folder(args, dist, early_log)                               # run folder
     if args.resume and (finished := run.finished_summary()) is not None:
+        check_resume_flags(run, args)
         log.info("%s already finished: %s", run.path, json.dumps(finished))
         return finished
     dist.barrier()
@@ -194,7 +213,7 @@ def main(argv=None) -> dict | None:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(run.file("tensorboard"))
     trainer = Trainer(model, train_model, args, device, autocast_dtype, updates_per_epoch, dist, writer)
-    resume_or_start(trainer, run, args)
+    resume_or_start(trainer, run, args, dist)
     config = {"args": vars(args), "run_dir": run.path, "model": model.cfg.to_dict(),
               "encoder": {"name": args.pretrained_deberta_name, "type": enc_config.model_type,
                           "hidden_size": enc_config.hidden_size, "layers": enc_config.num_hidden_layers},
@@ -217,13 +236,18 @@ def main(argv=None) -> dict | None:
     return summary
 
 
+# what --eval_only takes from the run unless given on the command line (how the run read and decoded data)
+EVAL_FROM_RUN = ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format", "overlap_filter", "data_dir",
+                 "on_bad_example", "spacy_model")
+
+
 def eval_only(args, argv: list[str]) -> None:
     """Re-evaluate a saved run with the same metrics as training."""
     device = pick_device(args.device)
     model, tokenizer, run_cfg = load_run(args.checkpoint, device)
     saved = run_cfg["args"]
-    given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}
-    for key in ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format", "overlap_filter"):
+    given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}  # the parser takes no abbreviations
+    for key in EVAL_FROM_RUN:
         if key not in given:
             setattr(args, key, saved_flag(saved, key, build_parser().get_default(key)))
     if "dataset" not in given and not args.test_file:
@@ -237,9 +261,16 @@ def eval_only(args, argv: list[str]) -> None:
     m = evaluator.metrics()
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
     log.info("triplets by sentiment:\n%s", sentiment_table(m))
-    out = os.path.join(args.checkpoint, "eval_" + os.path.basename(path).rsplit(".", 1)[0])
-    write_json({"file": path, "metrics": m, "data_report": report.to_dict()}, out + "_metrics.json")
-    write_jsonl(evaluator.prediction_records(), out + "_predictions.jsonl")
+    name = os.path.basename(path).rsplit(".", 1)[0] if args.test_file else f"{args.dataset}_test"
+    out = os.path.join(args.checkpoint, f"eval_{name}")
+    decoding = {k: getattr(args, k) for k in ("sen_filter_threshold", "max_pairs", "overlap_filter", "max_span_size")}
+    try:
+        write_json({"file": path, "decoding": decoding, "metrics": m, "data_report": report.to_dict()},
+                   out + "_metrics.json")
+        write_jsonl(evaluator.prediction_records(), out + "_predictions.jsonl")
+    except OSError as err:
+        raise SystemExit(f"error: cannot write {out}_metrics.json: {err.strerror} (is the run folder read-only? "
+                         "copy it first)") from None
     log.info("wrote %s_metrics.json and %s_predictions.jsonl", out, out)
 
 

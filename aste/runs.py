@@ -73,6 +73,14 @@ class RunFolder:
         write_jsonl(test_predictions, self.file("test_predictions.jsonl"))
         write_json(dev_metrics, self.file("best_dev_metrics.json"))
 
+    def best_epoch_on_disk(self) -> int | None:
+        """The epoch of the best-epoch files now in the folder (from best_dev_metrics.json)."""
+        try:
+            with open(self.file("best_dev_metrics.json"), encoding="utf-8") as f:
+                return json.load(f).get("epoch")
+        except (OSError, ValueError):
+            return None
+
     def clear_outputs(self) -> None:
         """A fresh start in a folder an earlier attempt wrote to: nothing of that attempt is kept."""
         for name in ("metrics.jsonl", "best.safetensors", "test_predictions.jsonl", "best_dev_metrics.json"):
@@ -157,6 +165,16 @@ def default_run_name(args) -> str:
         parts.append(f"win{args.cross_attention_window}")
     if args.loss_weighting != "fixed":
         parts.append(args.loss_weighting)
+    if args.fusion_output_block:
+        parts.append("ob")
+    if args.span_boundary:
+        parts.append("bd")
+    if args.pair_distance_embedding:
+        parts.append(f"dist{args.pair_distance_embedding}")
+    if args.neg_overlap_fraction or args.neg_overlap_pairs:
+        parts.append(f"hn{args.neg_overlap_fraction:g}x{args.neg_overlap_pairs}")
+    if args.overlap_filter != "triplets":
+        parts.append(f"decode-{args.overlap_filter}")
     enc = os.path.basename(os.path.normpath(args.pretrained_deberta_name)).lower()
     return "-".join([enc] + parts + [f"seed{args.seed}"])
 

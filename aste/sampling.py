@@ -45,10 +45,12 @@ def _choose(rng: np.random.Generator, count: int, limit: int) -> np.ndarray:
 
 
 def _choose_with_overlap(rng: np.random.Generator, near: np.ndarray, count: int, fraction: float) -> np.ndarray:
-    """`count` candidates without replacement, up to round(fraction * count) of them among `near`
-    (those overlapping a gold span), the rest among the others; all of them if there are fewer."""
+    """`count` candidates without replacement: int(fraction * count) of them among `near` (those
+    overlapping a gold span) and the rest among the others, topping up from either side when the
+    other has too few; all of them if there are fewer than `count`."""
     near_idx, far_idx = np.flatnonzero(near), np.flatnonzero(~near)
-    k_near = min(len(near_idx), round(fraction * count))
+    # the near share, or more when there are too few far candidates to make up `count`
+    k_near = min(len(near_idx), max(int(fraction * count), count - len(far_idx)))
     picked_near = near_idx[_choose(rng, len(near_idx), k_near)]
     picked_far = far_idx[_choose(rng, len(far_idx), count - k_near)]
     return np.sort(np.concatenate([picked_near, picked_far]))

@@ -78,7 +78,7 @@ class TrainState:
 
 @torch.no_grad()
 def evaluate(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
-             autocast_dtype=None, desc: str = "eval", overlap: str = "none") -> Evaluator:
+             autocast_dtype=None, desc: str = "eval", overlap: str = "triplets") -> Evaluator:
     model.eval()
     evaluator = Evaluator(loader.dataset)
     for batch in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
@@ -226,7 +226,9 @@ class Trainer:
                 run.write_best_epoch(test_eval.prediction_records(), dev | {"epoch": epoch})
             record["best_epoch"] = state.best_epoch
             state.history.append(record)
-            if epoch < args.epochs and epoch % args.save_state_every == 0:
+            # a new best epoch always gets a state too: a resume must never repeat an epoch whose weights
+            # are already in best.safetensors
+            if epoch < args.epochs and (improved or epoch % args.save_state_every == 0):
                 run.save_state(self.state_dict())
             run.write_history(state.history)  # after the state: a kill in between is repaired on resume
             self.log_epoch(record, improved)

@@ -159,7 +159,7 @@ class D2E2S(nn.Module):
 
     # ---- inference ------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "none") -> dict:
+    def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "triplets") -> dict:
         """Classify every candidate span, pair every predicted aspect with every predicted opinion of
         the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
         overlap (--overlap_filter): "spans" keeps the best-scoring of overlapping predicted spans of

@@ -17,7 +17,8 @@ from torch import nn
 from .span_ops import RangeMax, between_max_pool
 
 MAX_WIDTH_EMBEDDINGS = 100
-# word gaps between aspect and opinion, bucketed: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32+; x2 for which comes first
+# word gaps between aspect and opinion, bucketed: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32+; x2 for which comes first.
+# Adjacent and overlapping spans both have gap 0.
 DISTANCE_EDGES = torch.tensor([1, 2, 3, 4, 5, 8, 16, 32])
 DISTANCE_BUCKETS = 2 * (len(DISTANCE_EDGES) + 1)
 

@@ -22,8 +22,7 @@ from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
 from models.fusion import fusion_heads  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 
-IGNORED = {"seed", "run_name", "results_dir", "resume", "no_checkpoint", "log_every", "tensorboard", "threads",
-           "num_workers", "device", "eval_only", "checkpoint", "config"}
+IGNORED = RESUME_FREE | {"seed", "no_checkpoint", "eval_only", "checkpoint"}  # do not change what is computed
 SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
          ("use_enhanced_semgcn", "enh. SemGCN"), ("epochs", "epochs")]
 
@@ -40,7 +39,9 @@ def load_run(run_dir: str) -> dict | None:
 
 
 def config_key(args: dict) -> tuple:
-    return tuple(sorted((k, json.dumps(v)) for k, v in args.items() if k not in IGNORED and not k.endswith("_file")))
+    """What a run computed: every flag that matters, with what a run did for flags it predates."""
+    return tuple(sorted((k, json.dumps(saved_flag(args, k, default))) for k, default in option_defaults().items()
+                        if k not in IGNORED and not k.endswith("_file")))
 
 
 # columns of their own, or flags that do not change what is computed
@@ -107,10 +108,11 @@ def mean_std(values: list[float]) -> str:
 def summarize(runs: list[dict]) -> tuple[str, dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault(config_key(r["cfg"]["args"]), []).append(r)
+        # the same flags at two commits are two measurements: kept apart
+        groups.setdefault((config_key(r["cfg"]["args"]), commit_label(r["cfg"])), []).append(r)
     lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | other flags | epochs | seeds | test triplet F1 "
              "(dev-selected) | test entity F1 | dev triplet F1 | best epochs | s / train epoch | s / test eval | "
-             "peak RSS MB |", "|" + "---|" * 15]
+             "peak RSS MB | code |", "|" + "---|" * 16]
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]["args"]).values())):
         d = describe(rs[0]["cfg"]["args"])
         sm = [r["cfg"]["summary"] for r in rs]
@@ -121,7 +123,7 @@ def summarize(runs: list[dict]) -> tuple[str, dict]:
             mean_std([s["dev_triplet_f1"] for s in sm]), ", ".join(str(s["best_epoch"]) for s in sm),
             f"{statistics.mean(s['mean_train_seconds_per_epoch'] for s in sm):.1f}",
             f"{statistics.mean(s['mean_test_eval_seconds'] for s in sm):.2f}",
-            f"{max(s['peak_rss_mb'] for s in sm):.0f}"]) + " |")
+            f"{max(s['peak_rss_mb'] for s in sm):.0f}", f"`{key[1]}`"]) + " |")
     return "\n".join(lines), groups
 
 

@@ -66,3 +66,22 @@ def test_registry_covers_every_flag_value():
         build_fusion("cross_attention", 30, heads=8)
 
 
+
+
+def test_a_fusion_added_to_the_registry_is_built_by_its_name(monkeypatch):
+    """README, 'Your own fusion': a module with the common constructor, one line in FUSIONS."""
+    import models.fusion as fusion
+
+    class SumFusion(torch.nn.Module):
+        def __init__(self, dim, **unused_options):
+            super().__init__()
+            self.proj = torch.nn.Linear(dim, dim)
+
+        def forward(self, x, h_syn, h_sem, word_mask):
+            return self.proj(x + h_syn + h_sem) * word_mask.unsqueeze(-1)
+
+    monkeypatch.setitem(fusion.FUSIONS, "sum", SumFusion)
+    module = build_fusion("sum", 16, heads=None, window=0)
+    assert isinstance(module, SumFusion)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    assert module(*(torch.randn(2, 3, 16) for _ in range(3)), mask).shape == (2, 3, 16)

@@ -256,3 +256,23 @@ def test_runs_made_before_a_flag_keep_what_they_did():
     assert saved_flag({}, "lr", 1.0) == 1.0 and saved_flag({"lr": 2.0}, "lr", 1.0) == 2.0
     assert resume_conflicts(old, parse_args(["--resume"]), defaults) == ["--overlap_filter was 'none', now 'triplets'"]
     assert resume_conflicts(old, parse_args(["--resume", "--overlap_filter", "none"]), defaults) == []
+
+
+def test_config_values_pass_the_parser_checks_and_old_runs_keep_their_decoding(tmp_path):
+    saved = {k: v for k, v in vars(parse_args(["--epochs", "7"])).items() if k != "overlap_filter"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"args": saved}))
+    args = parse_args(["--config", str(path)])
+    assert args.overlap_filter == "none" and args.epochs == 7 and args.run_name is None
+    path.write_text(json.dumps({"args": saved | {"overlap_filter": "Triplets"}}))
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        parse_args(["--config", str(path)])
+    path.write_text(json.dumps({"args": saved | {"epochs": "ten"}}))
+    with pytest.raises(SystemExit):  # argparse: invalid int value
+        parse_args(["--config", str(path)])
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_seed_out_of_range(seed):
+    with pytest.raises(SystemExit, match="--seed must be in"):
+        parse_args(["--seed", seed])

@@ -111,3 +111,14 @@ def test_hard_negatives_overlap_gold_spans_and_build_negative_pairs(tok):
             s, e = item["spans"][neg]
             assert (partner < G) and any(((s < gs_e) & (gs_s < e)) for gs_s, gs_e, _ in gold)
     assert some_differ
+
+
+def test_hard_negative_draw_tops_up_when_one_side_runs_short():
+    from aste.sampling import _choose_with_overlap
+    rng = np.random.default_rng(0)
+    near = np.array([True] * 15 + [False] * 3)
+    picked = _choose_with_overlap(rng, near, 10, 0.5)
+    assert len(picked) == 10 and len(set(picked.tolist())) == 10 and (~near[picked]).sum() == 3
+    picked = _choose_with_overlap(rng, ~near, 10, 1.0)  # 3 near, 15 far: the far side makes up the rest
+    assert len(picked) == 10 and near[picked].sum() == 7
+    assert len(_choose_with_overlap(rng, near[:5], 10, 0.5)) == 5  # fewer candidates than asked: all of them

@@ -1,6 +1,8 @@
 """Fusion of the syntactic and semantic GCN branches: one interface, a registry keyed by --fusion.
 
-Every fusion module is built as ``Fusion(dim, **options)`` and called as
+Every fusion module is built as ``Fusion(dim, heads=..., share_weights=..., window=..., dropout=...,
+output_block=...)`` (each takes the options it uses and ignores the others, which Parameter.py
+refuses for fusions that do not use them) and called as
 ``fusion(x, h_syn, h_sem, word_mask) -> (B, W, dim)``: x is the residual stream (the encoder's word
 features), h_syn / h_sem the two GCN outputs, word_mask (B, W) True on real words. Outputs at
 padding are zero, and real positions never depend on padding.
@@ -33,8 +35,5 @@ def build_fusion(name: str, dim: int, heads: int | None = None, share_weights: b
                  window: int = 0, dropout: float = 0.1, output_block: bool = False) -> nn.Module:
     if name not in FUSIONS:
         raise ValueError(f"--fusion {name!r}: choose from {sorted(FUSIONS)}")
-    if name == "tin":
-        return TINFusion(dim)
-    if name == "lightweight":
-        return LightweightCrossAttentionFusion(dim, fusion_heads(name, heads), window, dropout, output_block)
-    return CrossAttentionFusion(dim, fusion_heads(name, heads), share_weights, window, dropout, output_block)
+    return FUSIONS[name](dim, heads=fusion_heads(name, heads), share_weights=share_weights, window=window,
+                         dropout=dropout, output_block=output_block)

@@ -10,7 +10,8 @@ from .attention import CrossAttention, OutputBlock, attention_mask
 
 
 class CrossAttentionFusion(nn.Module):
-    def __init__(self, dim: int, heads: int, share_weights: bool = False, window: int = 0, dropout: float = 0.1, output_block: bool = False):
+    def __init__(self, dim: int, heads: int, share_weights: bool = False, window: int = 0, dropout: float = 0.1,
+                 output_block: bool = False, **unused_options):
         super().__init__()
         self.window = window
         self.norm_sem, self.norm_syn = nn.LayerNorm(dim), nn.LayerNorm(dim)

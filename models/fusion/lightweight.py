@@ -9,7 +9,8 @@ from .attention import CrossAttention, OutputBlock, attention_mask
 
 
 class LightweightCrossAttentionFusion(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int = 0, dropout: float = 0.1, output_block: bool = False):
+    def __init__(self, dim: int, heads: int, window: int = 0, dropout: float = 0.1, output_block: bool = False,
+                 **unused_options):
         super().__init__()
         self.window = window
         self.norm_sem, self.norm_syn = nn.LayerNorm(dim), nn.LayerNorm(dim)

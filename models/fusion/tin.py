@@ -8,7 +8,7 @@ from ..lstm import MaskedBiLSTM
 
 
 class TINFusion(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, **unused_options):
         super().__init__()
 
         def residual_block():
