@@ -6,12 +6,15 @@ test under each --overlap_filter and write the table, means over the runs' seeds
 Besides F1, precision and recall, it counts "nested" test predictions: predicted triplets whose
 opinion (aspect) span overlaps the opinion (aspect) span of another predicted triplet with the same
 aspect (opinion), e.g. "bread / top notch" beside "bread / top". The checkpoints need to be there
-(best.safetensors is never committed): run it where the runs were trained.
+(best.safetensors is never committed): run it where the runs were trained. Each run's results are
+kept in its folder (decoding_eval.json, committed with the run), so a later call with more groups
+only evaluates the new runs.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shlex
 import statistics
@@ -22,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from aste.atomic import write_json  # noqa: E402
 from aste.data import load_split, make_dataset, make_loader  # noqa: E402
 from aste.encoding import encoder_max_length  # noqa: E402
 from aste.input_reader import ReadReport  # noqa: E402
@@ -53,8 +57,20 @@ def nested_count(evaluator) -> int:
     return total
 
 
+CACHE = "decoding_eval.json"  # in the run folder: the results below, for the checkpoint they were made from
+
+
 def evaluate_run(run_dir: str) -> dict[str, dict]:
-    """{option: {"seed", "dev", "test" (triplet P/R/F1), "nested"}} for one run's checkpoint."""
+    """{option: {"seed", "dev", "test" (triplet P/R/F1), "nested"}} for one run's checkpoint; read from
+    the run folder's decoding_eval.json when that was made from the same checkpoint."""
+    stamp = {"best_safetensors_bytes": os.path.getsize(os.path.join(run_dir, "best.safetensors")),
+             "best_epoch": json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))["summary"]["best_epoch"]}
+    cache = os.path.join(run_dir, CACHE)
+    if os.path.isfile(cache):
+        with open(cache, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("checkpoint") == stamp and set(cached.get("options", {})) == set(OPTIONS):
+            return cached["options"]
     model, tokenizer, cfg = load_run(run_dir, "cpu")
     defaults = vars(build_parser().parse_args([]))
     saved = argparse.Namespace(**{k: saved_flag(cfg["args"], k, v) for k, v in defaults.items()})
@@ -75,6 +91,7 @@ def evaluate_run(run_dir: str) -> dict[str, dict]:
         results[option] = result
         print(f"{run_dir} {option}: dev {result['dev']['f1']:.2f} test {result['test']['f1']:.2f} "
               f"nested {result['nested']}", flush=True)
+    write_json({"checkpoint": stamp, "options": results}, cache)
     return results
 
 
