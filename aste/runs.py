@@ -165,8 +165,8 @@ def default_run_name(args) -> str:
         parts.append(f"win{args.cross_attention_window}")
     if args.loss_weighting != "fixed":
         parts.append(args.loss_weighting)
-    if args.fusion_output_block:
-        parts.append("ob")
+    if args.fusion_output_block != (args.fusion == "cross_attention"):  # not its fusion's default
+        parts.append("ob" if args.fusion_output_block else "no-ob")
     if args.span_boundary:
         parts.append("bd")
     if args.pair_distance_embedding:
@@ -180,7 +180,7 @@ def default_run_name(args) -> str:
 
 
 # What runs made before a flag existed did, where that is not the flag's default today.
-BEFORE_FLAG_EXISTED = {"overlap_filter": "none"}
+BEFORE_FLAG_EXISTED = {"overlap_filter": "none", "fusion_output_block": False}
 
 
 def saved_flag(saved: dict, key: str, default):

@@ -112,6 +112,7 @@ def train_flags(args: dict, commit: str | None = None, skip: tuple = ()) -> list
     whose value differs from today's default or from the default at `commit` (the run's own code)."""
     actions, old = _actions(), defaults_at(commit)
     args = {**BEFORE_FLAG_EXISTED, **args}  # a run that predates a flag did what that flag now has to ask for
+    resolved = option_defaults(args.get("fusion") or "tin")  # defaults as train.py resolves them
     flags = []
     for dest in FIRST:
         if dest in args and dest not in skip:
@@ -120,7 +121,7 @@ def train_flags(args: dict, commit: str | None = None, skip: tuple = ()) -> list
         if dest in FIRST or dest in NOT_IN_COMMAND or dest in skip or dest not in args:
             continue
         value = args[dest]
-        if not _same(dest, value, action.default) or (dest in old and not _same(dest, value, old[dest])):
+        if not _same(dest, value, resolved.get(dest, action.default)) or (dest in old and not _same(dest, value, old[dest])):
             flags += _render(action, value)
     return flags
 

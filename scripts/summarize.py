@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
 from models.fusion import fusion_heads  # noqa: E402
-from Parameter import build_parser  # noqa: E402
+from Parameter import parse_args  # noqa: E402
 
 IGNORED = RESUME_FREE | {"seed", "no_checkpoint", "eval_only", "checkpoint"}  # do not change what is computed
 SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
@@ -40,7 +40,8 @@ def load_run(run_dir: str) -> dict | None:
 
 def config_key(args: dict) -> tuple:
     """What a run computed: every flag that matters, with what a run did for flags it predates."""
-    return tuple(sorted((k, json.dumps(saved_flag(args, k, default))) for k, default in option_defaults().items()
+    defaults = option_defaults(args.get("fusion") or "tin")
+    return tuple(sorted((k, json.dumps(saved_flag(args, k, default))) for k, default in defaults.items()
                         if k not in IGNORED and not k.endswith("_file")))
 
 
@@ -51,15 +52,15 @@ NOT_OPTIONS = RESUME_FREE | {"dataset", "fusion", "use_cross_attention", "cross_
 
 
 @functools.cache
-def option_defaults() -> dict:
-    parser = build_parser()
-    return {a.dest: a.default for a in parser._actions if a.dest != "help"}
+def option_defaults(fusion: str = "tin") -> dict:
+    """Every flag's default as train.py resolves it for this fusion (some defaults depend on it)."""
+    return vars(parse_args(["--fusion", fusion]))
 
 
 def non_default_options(args: dict) -> str:
     """The flags that change results and differ from today's defaults (a run that predates a flag shows
     what it did then), e.g. data_format=aste."""
-    defaults = option_defaults()
+    defaults = option_defaults(args.get("fusion") or "tin")
     diff = [f"{k}={saved_flag(args, k, v)}" for k, v in defaults.items()
             if k not in NOT_OPTIONS and saved_flag(args, k, v) != v]
     return ", ".join(diff) or "defaults"
