@@ -1,7 +1,7 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
-    python scripts/results_readme.py --core Results/14res/all-minilm-l6-v2-tin-seed42 \
-        --seeds "Results/14res/all-minilm-l6-v2-tin-seed*" --tuning "Results/14res/tune-*" \
+    python scripts/results_readme.py --core Results/14res/ep20-tin-seed42 \
+        --seeds "Results/14res/ep20-tin-seed*" --tuning "Results/14res/tune-*" \
         --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
         --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
         --sweep "Results/14res/sweep3ep-*" --reports Results/accuracy.md Results/decoding.md
