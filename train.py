@@ -247,9 +247,10 @@ def eval_only(args, argv: list[str]) -> None:
     model, tokenizer, run_cfg = load_run(args.checkpoint, device)
     saved = run_cfg["args"]
     given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}  # the parser takes no abbreviations
+    parser = build_parser()
     for key in EVAL_FROM_RUN:
         if key not in given:
-            setattr(args, key, saved_flag(saved, key, build_parser().get_default(key)))
+            setattr(args, key, saved_flag(saved, key, parser.get_default(key)))
     if "dataset" not in given and not args.test_file:
         args.dataset = saved["dataset"]
     report = ReadReport()
