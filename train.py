@@ -197,6 +197,8 @@ def main(argv=None) -> dict | None:
     run = open_run_folder(args, dist, early_log)                               # run folder
     if args.resume and (finished := run.finished_summary()) is not None:
         check_resume_flags(run, args)
+        if dist.is_main:
+            run.remove_state()  # left behind if the run was killed between its final config write and this removal
         log.info("%s already finished: %s", run.path, json.dumps(finished))
         return finished
     dist.barrier()

@@ -119,6 +119,18 @@ def test_kill_during_the_first_state_write_then_resume(tiny_bert_dir, toy_files,
     assert not (folder / "state.pt.tmp4242").exists()
 
 
+def test_resume_of_a_finished_run_removes_a_leftover_state(tiny_bert_dir, toy_files, trained, tmp_path):
+    """A kill between the final config write (with the summary) and the removal of state.pt leaves a
+    finished run with its resume state; --resume reports the run as finished and removes the state."""
+    folder = tmp_path / "toy" / "r"
+    shutil.copytree(trained, folder)
+    (folder / "state.pt").write_bytes(b"a leftover resume state")
+    res = run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "r", "--epochs", "1", "--amp", "fp16",
+                        "--resume"))
+    assert "already finished" in res.stdout + res.stderr
+    assert not (folder / "state.pt").exists()
+
+
 def test_predict_checks_its_output_first_and_reports_bad_lines(trained, tmp_path):
     predict = [sys.executable, "predict.py", "--device", "cpu"]
     fails_with_one_line(predict + ["--checkpoint", str(tmp_path / "no_run"), "--input", "-", "--output",
