@@ -29,6 +29,7 @@ from aste.environment import peak_rss_mb  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig  # noqa: E402
 from models.decoding import enumerate_pairs  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer  # noqa: E402
+from models.fusion import DEFAULT_HEADS, FUSIONS  # noqa: E402
 from models.span_ops import RangeMax  # noqa: E402
 from scripts.bench_utils import median_seconds as timed  # noqa: E402
 from scripts.bench_utils import sync  # noqa: E402
@@ -61,7 +62,7 @@ def build(args, device):
         name = "all-MiniLM-L6-v2"
     D = encoder.config.hidden_size
     mcfg = ModelConfig(encoder_dim=D, hidden_dim=D // 2, fusion=args.fusion,
-                       cross_attention_heads=args.heads if args.fusion != "tin" else None,
+                       cross_attention_heads=args.heads if args.fusion in DEFAULT_HEADS else None,
                        enhanced_semgcn=args.enhanced)
     return D2E2S(encoder, mcfg).to(device), tokenizer, name
 
@@ -69,7 +70,7 @@ def build(args, device):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="14res")
-    ap.add_argument("--fusion", default="tin", choices=["tin", "cross_attention", "lightweight"])
+    ap.add_argument("--fusion", default="tin", choices=sorted(FUSIONS))
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--enhanced", action="store_true")
     ap.add_argument("--deberta_base", action="store_true")

@@ -239,19 +239,19 @@ def sweep_invocation(runs: list[dict]) -> str | None:
     for r in runs:
         a = r["cfg"]["args"]
         fusion = a["fusion"] or "tin"
-        heads = a.get("cross_attention_heads") if fusion != "tin" else None
+        heads = a.get("cross_attention_heads") if fusion in DEFAULT_HEADS else None
         per_run.append({"dataset": a["dataset"], "fusion": fusion, "heads": heads,
                         "enhanced": bool(a.get("use_enhanced_semgcn")), "seed": a["seed"], "name": a.get("run_name")})
         flags = train_flags(a, run_environment(r["cfg"])["commit"],
                             skip=("dataset", "fusion", "cross_attention_heads", "use_enhanced_semgcn", "seed"))
         extras.add(tuple(flags))
-    if len(extras) != 1 or any(p["fusion"] != "tin" and p["heads"] is None for p in per_run):
+    if len(extras) != 1 or any(p["fusion"] in DEFAULT_HEADS and p["heads"] is None for p in per_run):
         return None
     prefixes = {p["name"][: -len(run_name("", p))] for p in per_run if p["name"] and p["name"].endswith(run_name("", p))}
     if len(prefixes) != 1:
         return None
     name = prefixes.pop()
-    order = ["tin", "cross_attention", "lightweight"]
+    order = ["tin", "tin_no_lstm", "cross_attention", "lightweight"]
     fusions = sorted({p["fusion"] for p in per_run}, key=lambda f: (order.index(f) if f in order else len(order), f))
     grid = {"datasets": sorted({p["dataset"] for p in per_run}), "fusions": fusions,
             "heads": sorted({p["heads"] for p in per_run if p["fusion"] == "cross_attention"}) or [8, 4],

@@ -39,7 +39,8 @@ def load_grid(path: str) -> dict:
 def expand(grid: dict) -> list[dict]:
     runs = []
     for ds, fusion, enhanced, seed in itertools.product(grid["datasets"], grid["fusions"], grid["enhanced"], grid["seeds"]):
-        heads_options = {"tin": [None], "lightweight": grid.get("lightweight_heads", [DEFAULT_HEADS["lightweight"]])}.get(fusion, grid["heads"])
+        heads_options = ({"lightweight": grid.get("lightweight_heads", [DEFAULT_HEADS["lightweight"]])}.get(fusion, grid["heads"])
+                         if fusion in DEFAULT_HEADS else [None])
         for heads in heads_options:
             runs.append({"dataset": ds, "fusion": fusion, "heads": heads, "enhanced": enhanced, "seed": seed})
     return runs

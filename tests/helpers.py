@@ -31,7 +31,7 @@ def batch_of(sentences, tokenizer, train: bool, neg: int = 10, max_span_size: in
 
 
 FUSION_VARIANTS = [
-    ("tin", {}), ("cross_attention", {"heads": 8}), ("cross_attention", {"heads": 4}), ("lightweight", {}),
+    ("tin", {}), ("tin_no_lstm", {}), ("cross_attention", {"heads": 8}), ("cross_attention", {"heads": 4}), ("lightweight", {}),
     ("cross_attention", {"heads": 4, "share_weights": True}), ("cross_attention", {"heads": 4, "window": 2}),
     ("lightweight", {"window": 3}), ("cross_attention", {"heads": 4, "output_block": True}),
     ("lightweight", {"output_block": True}),

@@ -61,7 +61,7 @@ def test_fusion_finite_fp32_and_bf16_autocast(name, kw, B, W):
 
 
 def test_registry_covers_every_flag_value():
-    assert set(FUSIONS) == {"tin", "cross_attention", "lightweight"}
+    assert set(FUSIONS) == {"tin", "tin_no_lstm", "cross_attention", "lightweight"}
     with pytest.raises(ValueError, match="must divide"):
         build_fusion("cross_attention", 30, heads=8)
 

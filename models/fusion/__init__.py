@@ -16,10 +16,11 @@ from torch import nn
 
 from .cross_attention import CrossAttentionFusion
 from .lightweight import LightweightCrossAttentionFusion
-from .tin import TINFusion
+from .tin import TINFusion, TINWithoutLSTMFusion
 
 FUSIONS = {
     "tin": TINFusion,
+    "tin_no_lstm": TINWithoutLSTMFusion,
     "cross_attention": CrossAttentionFusion,
     "lightweight": LightweightCrossAttentionFusion,
 }

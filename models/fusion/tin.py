@@ -1,4 +1,8 @@
-"""TIN, D2E2S's fusion: per-branch residual MLP + LayerNorm, concatenation, 2-layer BiLSTM, MLP."""
+"""TIN, D2E2S's fusion: per-branch residual MLP + LayerNorm, concatenation, 2-layer BiLSTM, MLP.
+
+--fusion tin_no_lstm is the same module without its BiLSTM (the MLP reads the concatenation): an
+ablation that separates what TIN's own recurrent layer adds from the rest of the fusion, for
+comparisons with the cross-attention fusions, which have no sequence layer of their own."""
 from __future__ import annotations
 
 import torch
@@ -8,18 +12,25 @@ from ..lstm import MaskedBiLSTM
 
 
 class TINFusion(nn.Module):
-    def __init__(self, dim: int, **unused_options):
+    def __init__(self, dim: int, lstm: bool = True, **unused_options):
         super().__init__()
 
         def residual_block():
             return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
         self.syn_block, self.sem_block = residual_block(), residual_block()
-        self.lstm = MaskedBiLSTM(2 * dim, dim, num_layers=2)
+        self.lstm = MaskedBiLSTM(2 * dim, dim, num_layers=2) if lstm else None
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
     def forward(self, x, h_syn, h_sem, word_mask):
         syn = self.syn_block(x + h_syn)
         sem = self.sem_block(x + h_sem)
-        fused = self.lstm(torch.cat([syn, sem], dim=-1), word_mask)
+        fused = torch.cat([syn, sem], dim=-1)
+        if self.lstm is not None:
+            fused = self.lstm(fused, word_mask)
         return self.mlp(fused) * word_mask.unsqueeze(-1).to(x.dtype)
+
+
+class TINWithoutLSTMFusion(TINFusion):
+    def __init__(self, dim: int, **unused_options):
+        super().__init__(dim, lstm=False)
