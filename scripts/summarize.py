@@ -4,7 +4,8 @@
     python scripts/summarize.py Results/14res/minilm-tin-seed42 --out -     # one run, to stdout
 
 A configuration is everything in config.json's args except seed, run_name and output paths. Test
-F1 is always the test score at the best-dev epoch (dev-selected); a column shows the epochs chosen.
+F1, precision and recall are always the test scores at the best-dev epoch (dev-selected; P and R are
+means over seeds); columns show each seed's test F1 and the epochs chosen.
 """
 from __future__ import annotations
 
@@ -106,25 +107,30 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def summarize(runs: list[dict]) -> tuple[str, dict]:
+def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        # the same flags at two commits are two measurements: kept apart
-        groups.setdefault((config_key(r["cfg"]["args"]), commit_label(r["cfg"])), []).append(r)
+        # the same flags at two commits are two measurements, kept apart unless pool_commits says the
+        # commits compute the same thing (the code column then lists them all)
+        groups.setdefault((config_key(r["cfg"]["args"]), None if pool_commits else commit_label(r["cfg"])), []).append(r)
     lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | other flags | epochs | seeds | test triplet F1 "
-             "(dev-selected) | test entity F1 | dev triplet F1 | best epochs | s / train epoch | s / test eval | "
-             "peak RSS MB | code |", "|" + "---|" * 16]
+             "(dev-selected) | test triplet P / R | test triplet F1 per seed | test entity F1 | dev triplet F1 | "
+             "best epochs | s / train epoch | s / test eval | peak RSS MB | code |", "|" + "---|" * 18]
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]["args"]).values())):
         d = describe(rs[0]["cfg"]["args"])
         sm = [r["cfg"]["summary"] for r in rs]
+        best_test = [r["history"][s["best_epoch"] - 1]["test"]["triplet"] for r, s in zip(rs, sm)]
         lines.append("| " + " | ".join([
             d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], d["options"], str(d["epochs"]),
             ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs),
-            mean_std([s["test_triplet_f1"] for s in sm]), mean_std([s["test_entity_f1"] for s in sm]),
+            mean_std([s["test_triplet_f1"] for s in sm]),
+            f"{statistics.mean(t['p'] for t in best_test):.2f} / {statistics.mean(t['r'] for t in best_test):.2f}",
+            ", ".join(f"{r['cfg']['args']['seed']}: {s['test_triplet_f1']:.2f}" for r, s in zip(rs, sm)),
+            mean_std([s["test_entity_f1"] for s in sm]),
             mean_std([s["dev_triplet_f1"] for s in sm]), ", ".join(str(s["best_epoch"]) for s in sm),
             f"{statistics.mean(s['mean_train_seconds_per_epoch'] for s in sm):.1f}",
             f"{statistics.mean(s['mean_test_eval_seconds'] for s in sm):.2f}",
-            f"{max(s['peak_rss_mb'] for s in sm):.0f}", f"`{key[1]}`"]) + " |")
+            f"{max(s['peak_rss_mb'] for s in sm):.0f}", commits(rs)]) + " |")
     return "\n".join(lines), groups
 
 
@@ -165,6 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="Results/summary.md", help="markdown file, or - for stdout")
     ap.add_argument("--plot", default=None, help="PNG of dev/test triplet F1 per epoch")
     ap.add_argument("--title", default="Summary of runs")
+    ap.add_argument("--pool_commits", action="store_true",
+                    help="group runs with the same flags made at different commits (only when the code between "
+                         "those commits does not change what a run computes; the code column lists the commits)")
     args = ap.parse_args(argv)
     dirs = sorted({d for pattern in args.runs for d in (glob.glob(pattern) or [pattern]) if os.path.isdir(d)})
     runs = [r for r in map(load_run, dirs) if r is not None]
@@ -172,7 +181,7 @@ def main(argv=None) -> int:
     if not runs:
         print("no finished runs among: " + " ".join(args.runs), file=sys.stderr)
         return 1
-    table, groups = summarize(runs)
+    table, groups = summarize(runs, args.pool_commits)
     devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
     text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
             f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
