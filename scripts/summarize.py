@@ -14,6 +14,7 @@ import functools
 import glob
 import json
 import os
+import shlex
 import statistics
 import sys
 
@@ -183,7 +184,8 @@ def main(argv=None) -> int:
         return 1
     table, groups = summarize(runs, args.pool_commits)
     devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
-    text = (f"# {args.title}\n\nWritten by `scripts/summarize.py` from {len(runs)} finished runs"
+    call = shlex.join(["python", "scripts/summarize.py", *(sys.argv[1:] if argv is None else argv)])
+    text = (f"# {args.title}\n\nWritten by `{call}` from {len(runs)} finished runs"
             f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
             f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
