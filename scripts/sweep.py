@@ -39,8 +39,12 @@ def load_grid(path: str) -> dict:
 def expand(grid: dict) -> list[dict]:
     runs = []
     for ds, fusion, enhanced, seed in itertools.product(grid["datasets"], grid["fusions"], grid["enhanced"], grid["seeds"]):
-        heads_options = ({"lightweight": grid.get("lightweight_heads", [DEFAULT_HEADS["lightweight"]])}.get(fusion, grid["heads"])
-                         if fusion in DEFAULT_HEADS else [None])
+        if fusion not in DEFAULT_HEADS:  # no attention heads (tin, tin_no_lstm)
+            heads_options = [None]
+        elif fusion == "lightweight":
+            heads_options = grid.get("lightweight_heads", [DEFAULT_HEADS["lightweight"]])
+        else:
+            heads_options = grid["heads"]
         for heads in heads_options:
             runs.append({"dataset": ds, "fusion": fusion, "heads": heads, "enhanced": enhanced, "seed": seed})
     return runs
