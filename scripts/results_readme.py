@@ -1,7 +1,7 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
-    python scripts/results_readme.py --core Results/14res/ep20-tin-seed42 \
-        --seeds "Results/14res/ep20-tin-seed*" --tuning "Results/14res/tune-*" \
+    python scripts/results_readme.py --core Results/14res/final-tin-seed42 \
+        --seeds "Results/14res/final-tin-seed*" --tuning "Results/14res/tune-*" \
         --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
         --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
         --sweep "Results/14res/sweep3ep-*" --reports Results/datasets.md Results/accuracy.md Results/decoding.md
@@ -9,7 +9,7 @@
 Results/datasets.md, Results/accuracy.md and Results/decoding.md come first, from the runs of the
 four-dataset sweep and of the study (seeds 42, 1, 2 each):
 
-    python scripts/summarize.py "Results/*/final-*" "Results/14res/ep20-tin-seed*" --pool_commits \
+    python scripts/summarize.py "Results/*/final-*" --pool_commits \
         --out Results/datasets.md --plot Results/datasets.png \
         --title "Four datasets: the README command (20 epochs, offline encoder), seeds 42, 1, 2"
     python scripts/summarize.py "Results/14res/all-minilm-l6-v2-tin-seed*" "Results/14res/hnbd-tin-seed*" \
@@ -126,7 +126,10 @@ def train_flags(args: dict, commit: str | None = None, skip: tuple = ()) -> list
         if dest in FIRST or dest in NOT_IN_COMMAND or dest in skip or dest not in args:
             continue
         value = args[dest]
-        if not _same(dest, value, resolved.get(dest, action.default)) or (dest in old and not _same(dest, value, old[dest])):
+        # a literal default of None at the run's commit is resolved at run time (e.g. --fusion_output_block
+        # follows the fusion): only today's resolved default says whether the value was asked for
+        differs_then = dest in old and old[dest] is not None and not _same(dest, value, old[dest])
+        if not _same(dest, value, resolved.get(dest, action.default)) or differs_then:
             flags += _render(action, value)
     return flags
 

@@ -24,3 +24,19 @@ def test_runs_at_two_commits_are_kept_apart_unless_pooled():
     assert "| 67.00 / 71.00 |" in row                             # P / R at each run's best-dev epoch, averaged
     assert "| 42: 70.00, 1: 68.00 |" in row
     assert "`aaaaaaa`, `bbbbbbb`" in row
+
+
+def test_reference_command_leaves_out_defaults_resolved_at_run_time(monkeypatch):
+    """A TIN run saves fusion_output_block=False (resolved from the parser's None); its command must not
+    ask for --no-fusion_output_block, while a flag that differs from its default at the run's commit
+    is still written."""
+    import scripts.results_readme as rr
+
+    monkeypatch.setattr(rr, "defaults_at", lambda commit: {"fusion_output_block": None, "epochs": 10})
+    args = vars(parse_args(["--dataset", "14res", "--epochs", "20"]))
+    assert args["fusion_output_block"] is False
+    flags = rr.train_flags(args, commit="abc")
+    assert "--no-fusion_output_block" not in flags and "--fusion_output_block" not in flags
+    assert flags[flags.index("--epochs") + 1] == "20"
+    cross = vars(parse_args(["--fusion", "cross_attention", "--no-fusion_output_block"]))
+    assert "--no-fusion_output_block" in rr.train_flags(cross, commit="abc")
