@@ -95,6 +95,21 @@ def evaluate_run(run_dir: str) -> dict[str, dict]:
     return results
 
 
+def pooled_table(group_means: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown lines: each option's dev and test F1 averaged over the groups (each group, e.g. one dataset
+    and fusion, weighs the same however many seeds it has), and in how many groups it is best on dev."""
+    wins = {o: 0 for o in OPTIONS}
+    for means in group_means.values():
+        wins[max(OPTIONS, key=lambda o: means[o]["dev"])] += 1
+    lines = [f"Pooled over the {len(group_means)} groups above (mean of the group means):", "",
+             "| --overlap_filter | dev triplet F1 | test triplet F1 | groups where best on dev |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        dev = statistics.mean(m[o]["dev"] for m in group_means.values())
+        test = statistics.mean(m[o]["test"] for m in group_means.values())
+        lines.append(f"| {o} | {dev:.2f} | {test:.2f} | {wins[o]} of {len(group_means)} |")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("groups", nargs="+", help="one glob of run folders (with best.safetensors) per group, e.g. the "
@@ -110,6 +125,7 @@ def main(argv=None) -> int:
              "other (both of a pair are counted).", "",
              "| runs | --overlap_filter | dev triplet F1 | test triplet F1 | test P | test R | nested test predictions | "
              "per seed (dev / test) |", "|---|---|---|---|---|---|---|---|"]
+    group_means = {}
     for group in args.groups:
         dirs = sorted(d for d in glob.glob(group) if os.path.isfile(os.path.join(d, "best.safetensors")))
         if not dirs:
@@ -121,11 +137,14 @@ def main(argv=None) -> int:
 
         def mean(option, split, key):
             return statistics.mean(r[split][key] for r in rows[option])
+        group_means[group] = {o: {s: mean(o, s, "f1") for s in ("dev", "test")} for o in OPTIONS}
         for option in OPTIONS:
             per_seed = ", ".join(f"{r['seed']}: {r['dev']['f1']:.2f} / {r['test']['f1']:.2f}" for r in rows[option])
             lines.append(f"| `{group}` | {option} | {mean(option, 'dev', 'f1'):.2f} | {mean(option, 'test', 'f1'):.2f} | "
                          f"{mean(option, 'test', 'p'):.2f} | {mean(option, 'test', 'r'):.2f} | "
                          f"{statistics.mean(r['nested'] for r in rows[option]):.1f} | {per_seed} |")
+    if len(group_means) > 1:
+        lines += ["", *pooled_table(group_means)]
     write_report(args.out, lines)
     print("\n".join(lines))
     return 0
