@@ -31,7 +31,7 @@ class Predictor:
         saved = config["args"]
         self.max_span_size, self.threshold, self.max_pairs = (saved["max_span_size"], saved["sen_filter_threshold"],
                                                               saved["max_pairs"])
-        self.overlap = saved_flag(saved, "overlap_filter", "triplets")
+        self.overlap = saved_flag(saved, "overlap_filter", "spans")
 
     @classmethod
     def from_run(cls, run_dir: str, device: str = "auto", spacy_model: str = "en_core_web_sm") -> "Predictor":

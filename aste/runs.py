@@ -173,7 +173,7 @@ def default_run_name(args) -> str:
         parts.append(f"dist{args.pair_distance_embedding}")
     if args.neg_overlap_fraction or args.neg_overlap_pairs:
         parts.append(f"hn{args.neg_overlap_fraction:g}x{args.neg_overlap_pairs}")
-    if args.overlap_filter != "triplets":
+    if args.overlap_filter != "spans":  # not the default
         parts.append(f"decode-{args.overlap_filter}")
     enc = os.path.basename(os.path.normpath(args.pretrained_deberta_name)).lower()
     return "-".join([enc] + parts + [f"seed{args.seed}"])

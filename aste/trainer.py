@@ -15,6 +15,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from models import D2E2S
+from models.decoding import OVERLAP_FILTERS as DECODINGS
 
 from .data import set_epoch
 from .environment import Distributed, peak_rss_mb, rng_state, set_rng_state
@@ -77,20 +78,27 @@ class TrainState:
 
 
 @torch.no_grad()
-def evaluate(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
-             autocast_dtype=None, desc: str = "eval", overlap: str = "triplets") -> Evaluator:
+def evaluate_decodings(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
+                       autocast_dtype=None, desc: str = "eval", overlaps=DECODINGS) -> dict[str, Evaluator]:
+    """{--overlap_filter option: Evaluator} from one pass over the loader (model.predict_decodings)."""
     model.eval()
-    evaluator = Evaluator(loader.dataset)
+    evaluators = {o: Evaluator(loader.dataset) for o in overlaps}
     for batch in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
         batch = to_device(batch, device)
         with out_of_memory_message(batch, f"{desc} evaluation"), \
                 torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model.predict(batch, threshold, max_pairs, overlap)
-        evaluator.add(batch["index"], out)
-    if evaluator.capped_sentences:
-        log.warning("%s: --max_pairs %d capped the candidate pairs of %d sentence(s)", desc, max_pairs,
-                    evaluator.capped_sentences)
-    return evaluator
+            outputs = model.predict_decodings(batch, threshold, max_pairs, overlaps)
+        for o, out in outputs.items():
+            evaluators[o].add(batch["index"], out)
+    capped = evaluators[overlaps[0]].capped_sentences
+    if capped:
+        log.warning("%s: --max_pairs %d capped the candidate pairs of %d sentence(s)", desc, max_pairs, capped)
+    return evaluators
+
+
+def evaluate(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
+             autocast_dtype=None, desc: str = "eval", overlap: str = "spans") -> Evaluator:
+    return evaluate_decodings(model, loader, threshold, max_pairs, device, autocast_dtype, desc, (overlap,))[overlap]
 
 
 class Trainer:
@@ -192,11 +200,15 @@ class Trainer:
                 "train_seconds": seconds, "sentences_per_second": sentences / seconds}
 
     # ---- the epoch loop -------------------------------------------------------------------------
-    def evaluate(self, loader: DataLoader, desc: str) -> tuple[Evaluator, float]:
+    def evaluate(self, loader: DataLoader, desc: str) -> tuple[dict[str, Evaluator], float]:
+        """Every --overlap_filter option, the run's own first: the others go into metrics.jsonl
+        ("decodings") so that a decoding can be chosen on dev afterwards, without retraining."""
         t0 = time.perf_counter()
-        ev = evaluate(self.model, loader, self.args.sen_filter_threshold, self.args.max_pairs, self.device,
-                      self.autocast_dtype, desc, self.args.overlap_filter)
-        return ev, time.perf_counter() - t0
+        own = self.args.overlap_filter
+        evs = evaluate_decodings(self.model, loader, self.args.sen_filter_threshold, self.args.max_pairs,
+                                 self.device, self.autocast_dtype, desc,
+                                 (own, *(o for o in DECODINGS if o != own)))
+        return evs, time.perf_counter() - t0
 
     def fit(self, loaders: dict[str, DataLoader], run: RunFolder) -> TrainState:
         """Epochs state.epoch + 1 .. --epochs: train, evaluate dev and test (rank 0), keep the best-dev
@@ -209,10 +221,14 @@ class Trainer:
             if not self.dist.is_main:  # rank 0 evaluates every dev/test sentence once, logs and saves
                 self.dist.barrier()
                 continue
-            dev_eval, dev_seconds = self.evaluate(loaders["dev"], "dev")
-            test_eval, test_seconds = self.evaluate(loaders["test"], "test")
-            dev, test = dev_eval.metrics(), test_eval.metrics()
+            dev_evals, dev_seconds = self.evaluate(loaders["dev"], "dev")
+            test_evals, test_seconds = self.evaluate(loaders["test"], "test")
+            own = args.overlap_filter
+            test_eval = test_evals[own]
+            dev, test = dev_evals[own].metrics(), test_eval.metrics()
             record = {"epoch": epoch, **train_stats, "lr": self.scheduler.get_last_lr()[0], "dev": dev, "test": test,
+                      "decodings": {o: {"dev": dev_evals[o].metrics(), "test": test_evals[o].metrics()}
+                                    for o in DECODINGS if o != own},
                       "dev_seconds": dev_seconds, "test_seconds": test_seconds, "peak_rss_mb": peak_rss_mb()}
             if self.device.type == "cuda":
                 record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20

@@ -158,36 +158,46 @@ class D2E2S(nn.Module):
         return total, span_loss.detach(), pair_loss.detach()
 
     # ---- inference ------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "triplets") -> dict:
+    def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "spans") -> dict:
         """Classify every candidate span, pair every predicted aspect with every predicted opinion of
         the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
         overlap (--overlap_filter): "spans" keeps the best-scoring of overlapping predicted spans of
         one type before pairing; "triplets" keeps, among triplets that share one span and whose other
         spans overlap, the best-scoring one. All tensor ops; returns tensors (on the model's device)."""
+        return self.predict_decodings(batch, threshold, max_pairs, (overlap,))[overlap]
+
+    @torch.no_grad()
+    def predict_decodings(self, batch: dict, threshold: float, max_pairs: int, overlaps) -> dict[str, dict]:
+        """predict() under several --overlap_filter options at once, {option: output}: the encoder, the
+        graphs and the span head run once; only pairing and filtering are repeated per option."""
         h = self.features(batch)
         table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         probs = span_logits.float().softmax(-1)
-        score, label = probs.max(-1)
-        if overlap == "spans":
-            entity = torch.nonzero(label != 0).squeeze(1)
-            lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + label[entity], spans[entity, 1],
-                                  spans[entity, 2], score[entity])
-            label = label.index_put((entity[lose],), label.new_zeros(()))
-        pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
-        pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
-        senti_score, senti = pair_probs.max(-1) if pairs.shape[0] else (pair_probs.new_zeros(0), pairs.new_zeros(0))
-        keep = senti_score > threshold
-        pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
-        if overlap == "triplets":
-            pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
-                                         for x in (pairs, senti, senti_score))
-        is_entity = label != 0
-        return {
-            "spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
-            "triplets": torch.cat([spans[pairs[:, 0]], spans[pairs[:, 1], 1:], senti.unsqueeze(1)], dim=1),
-            "triplet_scores": senti_score,
-            "capped_sentences": capped_rows,
-        }
+        score, predicted = probs.max(-1)
+        outputs = {}
+        for overlap in overlaps:  # at most the three options, not a loop over spans or pairs
+            label = predicted
+            if overlap == "spans":
+                entity = torch.nonzero(label != 0).squeeze(1)
+                lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + label[entity], spans[entity, 1],
+                                      spans[entity, 2], score[entity])
+                label = label.index_put((entity[lose],), label.new_zeros(()))
+            pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
+            pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
+            senti_score, senti = (pair_probs.max(-1) if pairs.shape[0]
+                                  else (pair_probs.new_zeros(0), pairs.new_zeros(0)))
+            keep = senti_score > threshold
+            pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
+            if overlap == "triplets":
+                pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
+                                             for x in (pairs, senti, senti_score))
+            is_entity = label != 0
+            outputs[overlap] = {
+                "spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
+                "triplets": torch.cat([spans[pairs[:, 0]], spans[pairs[:, 1], 1:], senti.unsqueeze(1)], dim=1),
+                "triplet_scores": senti_score,
+                "capped_sentences": capped_rows,
+            }
+        return outputs

@@ -6,6 +6,7 @@ import torch
 
 from .labels import ASPECT, OPINION
 
+OVERLAP_FILTERS = ("none", "spans", "triplets")  # the choices of --overlap_filter
 CHUNK = 2048  # rows of the pairwise comparison computed at once (bounds its memory)
 
 

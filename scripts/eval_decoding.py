@@ -30,13 +30,10 @@ from aste.data import load_split, make_dataset, make_loader  # noqa: E402
 from aste.encoding import encoder_max_length  # noqa: E402
 from aste.input_reader import ReadReport  # noqa: E402
 from aste.runs import load_run, saved_flag  # noqa: E402
-from aste.trainer import evaluate  # noqa: E402
-from models.decoding import triplet_overlap_losers  # noqa: E402
+from aste.trainer import evaluate_decodings  # noqa: E402
+from models.decoding import OVERLAP_FILTERS as OPTIONS, triplet_overlap_losers  # noqa: E402
 from Parameter import build_parser  # noqa: E402
 from scripts.bench_utils import write_report  # noqa: E402
-
-OPTIONS = ("none", "spans", "triplets")
-
 
 def nested_count(evaluator) -> int:
     """Predicted triplets that a 'triplets' filter would compare: same aspect with overlapping
@@ -79,15 +76,15 @@ def evaluate_run(run_dir: str) -> dict[str, dict]:
         report = ReadReport()
         data[split] = make_dataset(load_split(cfg["data"][split]["file"], saved, report), tokenizer, saved, False,
                                    report, encoder_max_length(tokenizer, model.encoder.config))
+    evaluators = {split: evaluate_decodings(model, make_loader(data[split], saved, False, torch.device("cpu")),
+                                            saved.sen_filter_threshold, saved.max_pairs, torch.device("cpu"),
+                                            desc=split, overlaps=OPTIONS)
+                  for split in ("dev", "test")}
     results = {}
     for option in OPTIONS:
-        result = {"seed": saved.seed}
-        for split in ("dev", "test"):
-            ev = evaluate(model, make_loader(data[split], saved, False, torch.device("cpu")),
-                          saved.sen_filter_threshold, saved.max_pairs, torch.device("cpu"), overlap=option)
-            result[split] = ev.metrics()["triplet"]
-            if split == "test":
-                result["nested"] = nested_count(ev)
+        result = {"seed": saved.seed, "dev": evaluators["dev"][option].metrics()["triplet"],
+                  "test": evaluators["test"][option].metrics()["triplet"],
+                  "nested": nested_count(evaluators["test"][option])}
         results[option] = result
         print(f"{run_dir} {option}: dev {result['dev']['f1']:.2f} test {result['test']['f1']:.2f} "
               f"nested {result['nested']}", flush=True)

@@ -21,6 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
+from models.decoding import OVERLAP_FILTERS  # noqa: E402
 from models.fusion import fusion_heads  # noqa: E402
 from Parameter import parse_args  # noqa: E402
 
@@ -38,6 +39,26 @@ def load_run(run_dir: str) -> dict | None:
     if "summary" not in cfg:
         return None  # unfinished
     return {"dir": run_dir, "cfg": cfg, "history": history}
+
+
+def as_decoding(run: dict, overlap: str) -> dict | None:
+    """The run as if it had decoded with --overlap_filter `overlap`: each epoch's dev/test metrics
+    under that option (metrics.jsonl's "decodings", written since training evaluates every option),
+    and the best epoch chosen again on dev. Training does not depend on the decoding, so this is
+    what the run would have reported (its best.safetensors may be another epoch's). None if the
+    run predates the "decodings" records."""
+    args = run["cfg"]["args"]
+    if saved_flag(args, "overlap_filter", "spans") == overlap:
+        return run
+    if not all(overlap in r.get("decodings", {}) for r in run["history"]):
+        return None
+    history = [r | r["decodings"][overlap] for r in run["history"]]
+    best = max(history, key=lambda r: (r["dev"]["triplet"]["f1"], -r["epoch"]))  # the first best, as in training
+    summary = run["cfg"]["summary"] | {"best_epoch": best["epoch"], "dev_triplet_f1": best["dev"]["triplet"]["f1"],
+                                       "test_triplet_f1": best["test"]["triplet"]["f1"],
+                                       "test_entity_f1": best["test"]["entity"]["f1"]}
+    cfg = run["cfg"] | {"args": args | {"overlap_filter": overlap}, "summary": summary}
+    return run | {"cfg": cfg, "history": history}
 
 
 def config_key(args: dict) -> tuple:
@@ -175,18 +196,30 @@ def main(argv=None) -> int:
     ap.add_argument("--pool_commits", action="store_true",
                     help="group runs with the same flags made at different commits (only when the code between "
                          "those commits does not change what a run computes; the code column lists the commits)")
+    ap.add_argument("--decoding", choices=OVERLAP_FILTERS, default=None,
+                    help="choose each run's best epoch as if it had decoded with this --overlap_filter (from the "
+                         "per-epoch records of every option in metrics.jsonl; older runs without them are skipped)")
     args = ap.parse_args(argv)
     dirs = sorted({d for pattern in args.runs for d in (glob.glob(pattern) or [pattern]) if os.path.isdir(d)})
     runs = [r for r in map(load_run, dirs) if r is not None]
     skipped = len(dirs) - len(runs)
+    if args.decoding:
+        redecoded = [as_decoding(r, args.decoding) for r in runs]
+        for r, new in zip(runs, redecoded):
+            if new is None:
+                print(f"skipped {r['dir']}: its metrics.jsonl has no per-epoch '{args.decoding}' decoding",
+                      file=sys.stderr)
+        runs = [r for r in redecoded if r is not None]
     if not runs:
-        print("no finished runs among: " + " ".join(args.runs), file=sys.stderr)
+        print("no finished runs (with the asked decoding) among: " + " ".join(args.runs), file=sys.stderr)
         return 1
     table, groups = summarize(runs, args.pool_commits)
     devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
     call = shlex.join(["python", "scripts/summarize.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"# {args.title}\n\nWritten by `{call}` from {len(runs)} finished runs"
-            f"{f' ({skipped} unfinished skipped)' if skipped else ''}; device(s): {', '.join(devices)}; "
+            f"{f' ({skipped} unfinished skipped)' if skipped else ''}"
+            f"{f'; epochs chosen as if decoded with --overlap_filter {args.decoding}' if args.decoding else ''}"
+            f"; device(s): {', '.join(devices)}; "
             f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
             + ", ".join(f"`{r['dir']}`" for r in runs) + "\n")

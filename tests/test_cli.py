@@ -73,6 +73,13 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
          "--device", "cpu"])
     ev = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
     assert ev["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
+    # metrics.jsonl also has every epoch under the other --overlap_filter options: eval-only under
+    # 'triplets' reproduces the best epoch's recorded 'triplets' metrics
+    assert all(set(r["decodings"]) == {"none", "triplets"} for r in lines)
+    run([sys.executable, "train.py", "--eval_only", "--checkpoint", run_dir, "--test_file", toy_files["test"],
+         "--device", "cpu", "--overlap_filter", "triplets"])
+    ev = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
+    assert ev["metrics"] == lines[best - 1]["decodings"]["triplets"]["test"]
 
     # predict on sentences that appear in no dataset, twice in fresh processes: identical output
     new = tmp_path / "new.txt"

@@ -144,6 +144,11 @@ def test_overlap_filters_in_predict(tiny_bert_dir):
         model.span_head.classifier.bias.copy_(torch.tensor([-20.0, 0.0, 0.0]))
     batch, _ = batch_of(toy_sentences(), tok, train=False)
     out = {o: model.predict(batch, 0.0, 1000, o) for o in ("none", "spans", "triplets")}
+    # all three in one pass (as training's evaluation does) give what each gives alone
+    together = model.predict_decodings(batch, 0.0, 1000, ("spans", "triplets", "none"))
+    for o in out:
+        assert out[o].keys() == together[o].keys()
+        assert all(torch.equal(torch.as_tensor(out[o][k]), torch.as_tensor(together[o][k])) for k in out[o]), o
     plain = {tuple(t) for t in out["none"]["triplets"].tolist()}
     kept = [tuple(t) for t in out["triplets"]["triplets"].tolist()]
     assert plain and set(kept) <= plain and len(kept) < len(plain)

@@ -209,7 +209,7 @@ def test_out_of_memory_in_backward_and_in_evaluation_is_one_message(tiny_bert_di
 
     def predict_oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory")
-    model.predict = predict_oom
+    model.predict_decodings = predict_oom
     with pytest.raises(OutOfMemory, match="out of memory in dev evaluation on a batch of .*--batch_size"):
         evaluate(model, loader, 0.4, 100, torch.device("cpu"), desc="dev")
 
@@ -252,9 +252,9 @@ def test_runs_made_before_a_flag_keep_what_they_did():
     from Parameter import build_parser
     defaults = vars(build_parser().parse_args([]))
     old = {k: v for k, v in vars(parse_args([])).items() if k != "overlap_filter"}
-    assert defaults["overlap_filter"] == "triplets" and saved_flag(old, "overlap_filter", "triplets") == "none"
+    assert defaults["overlap_filter"] == "spans" and saved_flag(old, "overlap_filter", "spans") == "none"
     assert saved_flag({}, "lr", 1.0) == 1.0 and saved_flag({"lr": 2.0}, "lr", 1.0) == 2.0
-    assert resume_conflicts(old, parse_args(["--resume"]), defaults) == ["--overlap_filter was 'none', now 'triplets'"]
+    assert resume_conflicts(old, parse_args(["--resume"]), defaults) == ["--overlap_filter was 'none', now 'spans'"]
     assert resume_conflicts(old, parse_args(["--resume", "--overlap_filter", "none"]), defaults) == []
 
 

@@ -40,3 +40,24 @@ def test_reference_command_leaves_out_defaults_resolved_at_run_time(monkeypatch)
     assert flags[flags.index("--epochs") + 1] == "20"
     cross = vars(parse_args(["--fusion", "cross_attention", "--no-fusion_output_block"]))
     assert "--no-fusion_output_block" in rr.train_flags(cross, commit="abc")
+
+
+def test_as_decoding_chooses_the_best_epoch_again_from_the_recorded_decodings():
+    from scripts.summarize import as_decoding
+
+    def metrics(f1):
+        return {"triplet": {"p": f1, "r": f1, "f1": f1}, "entity": {"p": 80.0, "r": 80.0, "f1": 80.0}}
+    run = fake_run(42, "aaaaa", 0.0, 0.0, 0.0)
+    run["cfg"]["args"]["overlap_filter"] = "triplets"
+    own = [(50.0, 60.0), (55.0, 62.0), (54.0, 63.0)]     # (dev, test) per epoch under 'triplets'
+    spans = [(51.0, 61.0), (53.0, 64.0), (56.0, 66.0)]   # under 'spans': epoch 3 is best on dev
+    run["history"] = [{"epoch": e + 1, "dev": metrics(own[e][0]), "test": metrics(own[e][1]),
+                       "decodings": {"spans": {"dev": metrics(spans[e][0]), "test": metrics(spans[e][1])},
+                                     "none": {"dev": metrics(0.0), "test": metrics(0.0)}}} for e in range(3)]
+    assert as_decoding(run, "triplets") is run
+    new = as_decoding(run, "spans")
+    assert new["cfg"]["summary"]["best_epoch"] == 3 and new["cfg"]["summary"]["test_triplet_f1"] == 66.0
+    assert new["cfg"]["args"]["overlap_filter"] == "spans" and run["cfg"]["args"]["overlap_filter"] == "triplets"
+    assert new["history"][1]["dev"]["triplet"]["f1"] == 53.0 and run["history"][1]["dev"]["triplet"]["f1"] == 55.0
+    del run["history"][0]["decodings"]
+    assert as_decoding(run, "spans") is None            # a run made before the records: not guessed
