@@ -1,23 +1,6 @@
 """Write Results/README.md from the committed run folders and benchmark reports (no number typed by hand).
 
-    python scripts/results_readme.py --core Results/14res/final-tin-seed42 \
-        --seeds "Results/14res/final-tin-seed*" --tuning "Results/14res/tune-*" \
-        --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
-        --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
-        --sweep "Results/14res/sweep3ep-*" --reports Results/datasets.md Results/accuracy.md Results/decoding.md
-
-Results/datasets.md, Results/accuracy.md and Results/decoding.md come first, from the runs of the
-four-dataset sweep and of the study (seeds 42, 1, 2 each):
-
-    python scripts/summarize.py "Results/*/final-*" --pool_commits \
-        --out Results/datasets.md --plot Results/datasets.png \
-        --title "Four datasets: the README command (20 epochs, offline encoder), seeds 42, 1, 2"
-    python scripts/summarize.py "Results/14res/all-minilm-l6-v2-tin-seed*" "Results/14res/hnbd-tin-seed*" \
-        "Results/14res/ep20-tin-seed*" "Results/14res/base-cross_attention-h4-seed*" \
-        "Results/14res/ob-cross_attention-h4-seed*" "Results/14res/abl-tin_no_lstm-seed*" "Results/14lap/base-tin-seed*" \
-        --out Results/accuracy.md --plot Results/accuracy.png --title "Accuracy study: configurations over seeds"
-    python scripts/eval_decoding.py <the same globs> "Results/14lap/final-tin-seed*" \
-        "Results/14lap/final-cross_attention-h4-seed*" --out Results/decoding.md
+    bash scripts/reports.sh     # every report in Results/ (summarize.py, eval_decoding.py), then this script
 
 Every section gives the command(s) that made its runs, rebuilt from each run's config.json ('args'): the
 flags that differ from today's defaults or from the defaults at the run's own commit. Runs made with other

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Rewrite every report in Results/ from the committed run folders (and the local checkpoints, which
+# scripts/eval_decoding.py needs unless each run's decoding_eval.json is already there), then
+# Results/README.md. Run from the repository root: bash scripts/reports.sh
+set -euo pipefail
+
+# the four-dataset table: the README command on every dataset, TIN and cross-attention
+python scripts/summarize.py "Results/*/final-*" --pool_commits --out Results/datasets.md --plot Results/datasets.png \
+    --title "Four datasets: the README command (20 epochs, offline encoder), seeds 42, 1, 2"
+
+# the decoding default, chosen on dev over the final runs
+FINAL=()
+for d in 14res 14lap 15res 16res; do for f in tin cross_attention-h4; do FINAL+=("Results/$d/final-$f-seed*"); done; done
+FINAL+=("Results/14res/final-cross_attention-h8-seed*" "Results/14res/final-lightweight-h4-seed*")
+python scripts/eval_decoding.py "${FINAL[@]}" --out Results/decoding_final.md
+
+# epoch budget and attention dropout at the final budget (all runs seen with one decoding)
+python scripts/summarize.py "Results/14res/final-tin-seed*" "Results/14res/ep30-tin-seed*" \
+    "Results/14res/final-cross_attention-h4-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
+    --decoding triplets --out Results/final_budget.md --plot Results/final_budget.png \
+    --title "Epoch budget (TIN, 20 vs 30 epochs) and attention dropout (cross-attention, 0.1 vs 0.0), 14res: epochs chosen on dev with the triplets decoding"
+python scripts/summarize.py "Results/14res/ep30-tin-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
+    --out Results/final_budget_spans.md \
+    --title "The 30-epoch TIN and attention-dropout-0 cross-attention runs with today's decoding (spans)"
+
+# the accuracy study (mostly 10 epochs) and its decoding table
+STUDY=("Results/14res/all-minilm-l6-v2-tin-seed*" "Results/14res/hnbd-tin-seed*" "Results/14res/ep20-tin-seed*"
+       "Results/14res/base-cross_attention-h4-seed*" "Results/14res/ob-cross_attention-h4-seed*"
+       "Results/14res/adrop00-cross_attention-h4-seed*" "Results/14res/adrop03-cross_attention-h4-seed*"
+       "Results/14res/abl-tin_no_lstm-seed*" "Results/14lap/base-tin-seed*")
+python scripts/summarize.py "${STUDY[@]}" --out Results/accuracy.md --plot Results/accuracy.png \
+    --title "Accuracy study: configurations over seeds"
+python scripts/eval_decoding.py "${STUDY[@]}" "Results/14lap/final-tin-seed*" "Results/14lap/final-cross_attention-h4-seed*" \
+    --out Results/decoding.md
+
+python scripts/results_readme.py --core Results/14res/final-tin-seed42 --seeds "Results/14res/final-tin-seed*" \
+    --tuning "Results/14res/tune-*" --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
+    --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
+    --sweep "Results/14res/sweep3ep-*" \
+    --reports Results/datasets.md Results/decoding_final.md Results/final_budget.md Results/final_budget_spans.md \
+    Results/accuracy.md Results/decoding.md
