@@ -148,7 +148,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def git_commit() -> dict:
-    """HEAD of the code's checkout and whether it has uncommitted changes (None outside git)."""
+    """HEAD of the code's checkout and whether it has uncommitted changes outside Results/ (None
+    outside git)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def git(*cmd):
@@ -157,7 +158,8 @@ def git_commit() -> dict:
         head = git("rev-parse", "HEAD")
         if head.returncode:
             return {"commit": None, "dirty": None}
-        status = git("status", "--porcelain", "--untracked-files=no")
+        # Results/ holds what runs and scripts write (a sweep's summary plot, reports), not code
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)Results")
         return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -17,10 +17,10 @@ python scripts/eval_decoding.py "${FINAL[@]}" --out Results/decoding_final.md
 # epoch budget and attention dropout at the final budget (all runs seen with one decoding)
 python scripts/summarize.py "Results/14res/final-tin-seed*" "Results/14res/ep30-tin-seed*" \
     "Results/14res/final-cross_attention-h4-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
-    --decoding triplets --out Results/final_budget.md --plot Results/final_budget.png \
+    --decoding triplets --pool_commits --out Results/final_budget.md --plot Results/final_budget.png \
     --title "Epoch budget (TIN, 20 vs 30 epochs) and attention dropout (cross-attention, 0.1 vs 0.0), 14res: epochs chosen on dev with the triplets decoding"
 python scripts/summarize.py "Results/14res/ep30-tin-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
-    --out Results/final_budget_spans.md \
+    --pool_commits --out Results/final_budget_spans.md \
     --title "The 30-epoch TIN and attention-dropout-0 cross-attention runs with today's decoding (spans)"
 
 # the accuracy study (mostly 10 epochs) and its decoding table

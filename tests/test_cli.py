@@ -192,11 +192,16 @@ def test_git_commit_and_dirty_flag(tmp_path, monkeypatch):
     pkg = tmp_path / "repo" / "aste"
     pkg.mkdir(parents=True)
     (pkg / "environment.py").write_text("x")
+    (tmp_path / "repo" / "Results").mkdir()
+    (tmp_path / "repo" / "Results" / "summary.png").write_text("plot")
     git("init", "-q", "-b", "main")
     git("add", ".")
     git("commit", "-qm", "one")
     monkeypatch.setattr(env, "__file__", str(pkg / "environment.py"))
     assert env.git_commit() == {"commit": git("rev-parse", "HEAD"), "dirty": False}
+    # a sweep rewrites its summary plot in Results/ between runs: not a code change
+    (tmp_path / "repo" / "Results" / "summary.png").write_text("another plot")
+    assert env.git_commit()["dirty"] is False
     (pkg / "environment.py").write_text("y")
     assert env.git_commit()["dirty"] is True
     monkeypatch.setattr(env, "__file__", str(tmp_path / "nogit" / "aste" / "environment.py"))
