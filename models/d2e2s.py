@@ -169,27 +169,34 @@ class D2E2S(nn.Module):
     @torch.no_grad()
     def predict_decodings(self, batch: dict, threshold: float, max_pairs: int, overlaps) -> dict[str, dict]:
         """predict() under several --overlap_filter options at once, {option: output}: the encoder, the
-        graphs and the span head run once; only pairing and filtering are repeated per option."""
+        graphs and the span head run once, the pair head once per distinct set of paired spans."""
         h = self.features(batch)
         table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         probs = span_logits.float().softmax(-1)
         score, predicted = probs.max(-1)
-        outputs = {}
-        for overlap in overlaps:  # at most the three options, not a loop over spans or pairs
-            label = predicted
-            if overlap == "spans":
-                entity = torch.nonzero(label != 0).squeeze(1)
-                lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + label[entity], spans[entity, 1],
-                                      spans[entity, 2], score[entity])
-                label = label.index_put((entity[lose],), label.new_zeros(()))
+        def triplets_of(label):  # pairs of the predicted aspects and opinions that pass the threshold
             pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
             pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
             senti_score, senti = (pair_probs.max(-1) if pairs.shape[0]
                                   else (pair_probs.new_zeros(0), pairs.new_zeros(0)))
             keep = senti_score > threshold
-            pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
+            return pairs[keep], senti[keep], senti_score[keep], capped_rows
+
+        unfiltered = None  # 'none' and 'triplets' pair the same spans: scored once
+        outputs = {}
+        for overlap in overlaps:  # at most the three options, not a loop over spans or pairs
+            if overlap == "spans":
+                entity = torch.nonzero(predicted != 0).squeeze(1)
+                lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + predicted[entity], spans[entity, 1],
+                                      spans[entity, 2], score[entity])
+                label = predicted.index_put((entity[lose],), predicted.new_zeros(()))
+                pairs, senti, senti_score, capped_rows = triplets_of(label)
+            else:
+                label = predicted
+                unfiltered = unfiltered or triplets_of(predicted)
+                pairs, senti, senti_score, capped_rows = unfiltered
             if overlap == "triplets":
                 pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
                                              for x in (pairs, senti, senti_score))
