@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task_lr", type=float, default=3e-4,
                    help="learning rate of the layers trained from scratch (BiLSTM, GCNs, fusion, heads); "
                         "pass the same value as --lr for one rate everywhere")
+    g.add_argument("--fusion_lr", type=float, default=None,
+                   help="learning rate of the fusion module alone (default: --task_lr), so that a fusion "
+                        "other than TIN can have a rate of its own")
     g.add_argument("--lr_warmup", type=float, default=0.1, help="fraction of steps with linear warm-up")
     g.add_argument("--weight_decay", type=float, default=0.01)
     g.add_argument("--max_grad_norm", type=float, default=1.0)
@@ -184,8 +187,10 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("neg_entity_count", "neg_triple_count"):
         if getattr(args, name) < -1:
             fail(f"--{name} must be -1 (all) or >= 0")
-    for name in ("lr", "task_lr", "max_grad_norm"):
+    for name in ("lr", "task_lr", "fusion_lr", "max_grad_norm"):
         value = getattr(args, name)
+        if name == "fusion_lr" and value is None:
+            continue
         if not (math.isfinite(value) and value > 0):
             fail(f"--{name} must be a number > 0 (got {value:g})")
     if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):

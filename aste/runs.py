@@ -173,6 +173,8 @@ def default_run_name(args) -> str:
         parts.append(f"dist{args.pair_distance_embedding}")
     if args.neg_overlap_fraction or args.neg_overlap_pairs:
         parts.append(f"hn{args.neg_overlap_fraction:g}x{args.neg_overlap_pairs}")
+    if args.fusion_lr is not None:
+        parts.append(f"flr{args.fusion_lr:g}")
     if args.overlap_filter != "spans":  # not the default
         parts.append(f"decode-{args.overlap_filter}")
     enc = os.path.basename(os.path.normpath(args.pretrained_deberta_name)).lower()

@@ -50,13 +50,20 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 def build_optimizer(model: D2E2S, args, updates_per_epoch: int):
-    """AdamW: the encoder at --lr, the layers trained from scratch at --task_lr, no weight decay on
-    biases and norms; linear warm-up over --lr_warmup of all updates, then linear decay to 0."""
+    """AdamW: the encoder at --lr, the fusion module at --fusion_lr (default --task_lr), the other
+    layers trained from scratch at --task_lr, no weight decay on biases and norms; linear warm-up
+    over --lr_warmup of all updates, then linear decay to 0."""
+    fusion_lr = args.task_lr if args.fusion_lr is None else args.fusion_lr
     groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        lr = args.lr if name.startswith("encoder.") else args.task_lr
+        if name.startswith("encoder."):
+            lr = args.lr
+        elif name.startswith("fusion."):
+            lr = fusion_lr
+        else:
+            lr = args.task_lr
         decay = 0.0 if (p.ndim < 2 or "log_vars" in name) else args.weight_decay
         groups.setdefault((lr, decay), []).append(p)
     param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

@@ -184,3 +184,19 @@ def test_span_boundary_and_pair_distance_features(tiny_bert_dir):
     opinion = torch.tensor([[6, 8], [9, 10], [3, 5], [0, 1], [0, 2]])
     # gaps 0, 3, 0 (opinion first), 4 (opinion first), 38 (opinion first, 32+)
     assert distance_bucket(aspect, opinion).tolist() == [0, 3, 9, 13, 17]
+
+
+@pytest.mark.parametrize("fusion_lr", [None, 1e-3])
+def test_fusion_lr_gives_the_fusion_module_its_own_rate(tiny_bert_dir, fusion_lr):
+    from aste.trainer import build_optimizer
+    from Parameter import parse_args
+    model, _ = tiny_model(tiny_bert_dir, fusion="cross_attention", cross_attention_heads=2)
+    argv = ["--lr", "1e-5", "--task_lr", "3e-4"] + ([] if fusion_lr is None else ["--fusion_lr", str(fusion_lr)])
+    optimizer, _ = build_optimizer(model, parse_args(argv), updates_per_epoch=10)
+    lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        expected = 1e-5 if name.startswith("encoder.") else 3e-4
+        if name.startswith("fusion.") and fusion_lr is not None:
+            expected = fusion_lr
+        assert lr_of[id(p)] == expected, name
+    assert any(n.startswith("fusion.") for n, _ in model.named_parameters())
