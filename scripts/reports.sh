@@ -19,9 +19,19 @@ python scripts/summarize.py "Results/14res/final-tin-seed*" "Results/14res/ep30-
     "Results/14res/final-cross_attention-h4-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
     --decoding triplets --pool_commits --out Results/final_budget.md --plot Results/final_budget.png \
     --title "Epoch budget (TIN, 20 vs 30 epochs) and attention dropout (cross-attention, 0.1 vs 0.0), 14res: epochs chosen on dev with the triplets decoding"
-python scripts/summarize.py "Results/14res/ep30-tin-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
-    --pool_commits --out Results/final_budget_spans.md \
-    --title "The 30-epoch TIN and attention-dropout-0 cross-attention runs with today's decoding (spans)"
+python scripts/summarize.py "Results/14res/spans-tin-seed*" "Results/14res/ep30-tin-seed*" \
+    "Results/14res/spans-cross_attention-h4-seed*" "Results/14res/ad0-cross_attention-h4-seed*" \
+    --pool_commits --out Results/final_budget_spans.md --plot Results/final_budget_spans.png \
+    --title "Epoch budget (TIN, 20 vs 30 epochs) and attention dropout (cross-attention, 0.1 vs 0.0), 14res, with today's decoding (spans)"
+
+# 14res, every fusion with today's defaults (the spans decoding chose each run's epoch)
+python scripts/summarize.py "Results/14res/spans-*" --out Results/fusions_14res.md --plot Results/fusions_14res.png \
+    --title "14res, every fusion with today's defaults: the README command (20 epochs, offline encoder), seeds 42, 1, 2"
+
+# the fusion module's own learning rate (cross-attention 4 heads, 10 epochs, seen with decoding none as the ob- runs)
+python scripts/summarize.py "Results/14res/ob-cross_attention-h4-seed*" "Results/14res/flr*-cross_attention-h4-seed*" \
+    --decoding none --out Results/fusion_lr.md --plot Results/fusion_lr.png \
+    --title "Cross-attention (4 heads) with its own learning rate (--fusion_lr; default --task_lr 3e-4), 14res, 10 epochs, epochs chosen with decoding none"
 
 # the accuracy study (mostly 10 epochs) and its decoding table
 STUDY=("Results/14res/all-minilm-l6-v2-tin-seed*" "Results/14res/hnbd-tin-seed*" "Results/14res/ep20-tin-seed*"
@@ -33,9 +43,10 @@ python scripts/summarize.py "${STUDY[@]}" --out Results/accuracy.md --plot Resul
 python scripts/eval_decoding.py "${STUDY[@]}" "Results/14lap/final-tin-seed*" "Results/14lap/final-cross_attention-h4-seed*" \
     --out Results/decoding.md
 
-python scripts/results_readme.py --core Results/14res/final-tin-seed42 --seeds "Results/14res/final-tin-seed*" \
+python scripts/results_readme.py --core Results/14res/spans-tin-seed42 --seeds "Results/14res/spans-tin-seed*" \
     --tuning "Results/14res/tune-*" --comparison Results/14res/all-minilm-l6-v2-tin-seed42 "Results/14res/cmp-*" \
     --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
     --sweep "Results/14res/sweep3ep-*" \
-    --reports Results/datasets.md Results/decoding_final.md Results/final_budget.md Results/final_budget_spans.md \
+    --reports Results/fusions_14res.md Results/datasets.md Results/decoding_final.md Results/final_budget.md \
+    Results/final_budget_spans.md Results/fusion_lr.md \
     Results/accuracy.md Results/decoding.md
