@@ -189,7 +189,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
             fail(f"--{name} must be -1 (all) or >= 0")
     for name in ("lr", "task_lr", "fusion_lr", "max_grad_norm"):
         value = getattr(args, name)
-        if name == "fusion_lr" and value is None:
+        if value is None:  # --fusion_lr not given: the fusion trains at --task_lr
             continue
         if not (math.isfinite(value) and value > 0):
             fail(f"--{name} must be a number > 0 (got {value:g})")

@@ -176,6 +176,7 @@ class D2E2S(nn.Module):
         span_logits, pooled, width = self.span_head(table, spans, ctx)
         probs = span_logits.float().softmax(-1)
         score, predicted = probs.max(-1)
+
         def triplets_of(label):  # pairs of the predicted aspects and opinions that pass the threshold
             pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
             pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
@@ -195,7 +196,8 @@ class D2E2S(nn.Module):
                 pairs, senti, senti_score, capped_rows = triplets_of(label)
             else:
                 label = predicted
-                unfiltered = unfiltered or triplets_of(predicted)
+                if unfiltered is None:
+                    unfiltered = triplets_of(predicted)
                 pairs, senti, senti_score, capped_rows = unfiltered
             if overlap == "triplets":
                 pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]

@@ -18,7 +18,8 @@ from Parameter import parse_args
 
 # ---- flags -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,flag", [
-    (["--lr", "-1"], "--lr must be"), (["--task_lr", "0"], "--task_lr must be"), (["--fusion_lr", "0"], "--fusion_lr must be"), (["--lr", "nan"], "--lr must be"),
+    (["--lr", "-1"], "--lr must be"), (["--task_lr", "0"], "--task_lr must be"), (["--lr", "nan"], "--lr must be"),
+    (["--fusion_lr", "0"], "--fusion_lr must be"),
     (["--lr_warmup", "5"], "--lr_warmup"), (["--lr_warmup", "-0.1"], "--lr_warmup"),
     (["--drop_out_rate", "1.5"], "--drop_out_rate"), (["--gcn_dropout", "1"], "--gcn_dropout"),
     (["--prop_drop", "-0.2"], "--prop_drop"), (["--attention_dropout", "2"], "--attention_dropout"),
