@@ -9,7 +9,7 @@ import os
 import sys
 
 from models.decoding import OVERLAP_FILTERS
-from models.fusion import DEFAULT_HEADS, FUSIONS
+from models.fusion import DEFAULT_HEADS, FUSIONS, default_output_block, fusion_heads
 
 DATASETS = ("14res", "14lap", "15res", "16res")
 
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--attention_heads", type=int, default=1,
                    help="heads of the semantic-GCN attention graph and of the final self-attention")
     g.add_argument("--gcn_layers", "--num_layers", dest="gcn_layers", type=int, default=2)
-    g.add_argument("--drop_out_rate", type=float, default=0.5, help="dropout after the BiLSTM")
+    g.add_argument("--drop_out_rate", type=float, default=0.5, help="dropout between the BiLSTM layers and after the BiLSTM")
     g.add_argument("--gcn_dropout", type=float, default=0.1)
     g.add_argument("--prop_drop", type=float, default=0.1, help="dropout before the span/pair classifiers")
     g.add_argument("--attention_dropout", type=float, default=0.1,
@@ -162,7 +162,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     if args.fusion not in DEFAULT_HEADS and args.fusion_output_block:
         fail("--fusion_output_block needs a cross-attention fusion (TIN ends in its own MLP and LayerNorm)")
     if args.fusion_output_block is None:
-        args.fusion_output_block = args.fusion == "cross_attention"
+        args.fusion_output_block = default_output_block(args.fusion)
     if args.fusion == "lightweight" and args.share_cross_attention_weights:
         fail("--share_cross_attention_weights needs --fusion cross_attention (lightweight has one direction)")
     if args.cross_attention_window < 0:
@@ -170,14 +170,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     if args.emb_dim is not None and args.deberta_feature_dim is not None and args.emb_dim != args.deberta_feature_dim:
         fail(f"--emb_dim {args.emb_dim} and --deberta_feature_dim {args.deberta_feature_dim} disagree")
     for name in ("epochs", "batch_size", "max_span_size", "grad_accum_steps", "lstm_layers", "gcn_layers",
-                 "attention_heads", "max_pairs", "max_bad_steps", "save_state_every"):
+                 "attention_heads", "max_pairs", "max_bad_steps", "save_state_every", "size_embedding"):
         if getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
     for name in ("hidden_dim", "threads", "deberta_feature_dim", "emb_dim"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            fail(f"--{name} must be >= 1")
-    for name in ("size_embedding",):
-        if getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
     for name in ("num_workers", "log_every", "pair_distance_embedding"):
         if getattr(args, name) < 0:
@@ -219,6 +216,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def model_hidden_dim(args: argparse.Namespace, encoder_dim: int) -> int:
+    """--hidden_dim, or half the encoder width (the BiLSTM's two directions then give back its width)."""
+    return args.hidden_dim or encoder_dim // 2
+
+
 def check_against_encoder(args: argparse.Namespace, encoder_dim: int) -> None:
     """Dimensions that must agree with the encoder config, and heads that must divide the width."""
     for flag in ("deberta_feature_dim", "emb_dim"):
@@ -226,15 +228,14 @@ def check_against_encoder(args: argparse.Namespace, encoder_dim: int) -> None:
         if value is not None and value != encoder_dim:
             raise SystemExit(f"error: --{flag} {value} disagrees with the encoder "
                              f"{args.pretrained_deberta_name} (hidden size {encoder_dim}); drop the flag")
-    hidden = args.hidden_dim or encoder_dim // 2
+    hidden = model_hidden_dim(args, encoder_dim)
     width = 2 * hidden
     if width % args.attention_heads:
         raise SystemExit(f"error: --attention_heads {args.attention_heads} does not divide the model width {width}")
-    if args.fusion in DEFAULT_HEADS:
-        heads = args.cross_attention_heads or DEFAULT_HEADS[args.fusion]
-        if width % heads:
-            raise SystemExit(f"error: --cross_attention_heads {heads} does not divide the model width {width} "
-                             f"(= 2 x --hidden_dim {hidden})")
+    heads = fusion_heads(args.fusion, args.cross_attention_heads)
+    if heads is not None and width % heads:
+        raise SystemExit(f"error: --cross_attention_heads {heads} does not divide the model width {width} "
+                         f"(= 2 x --hidden_dim {hidden})")
 
 
 # flags that say what to do with a run, not how it is made: never taken from a --config file

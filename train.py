@@ -28,7 +28,7 @@ from aste.runs import RunFolder, default_run_name, load_run, resume_conflicts, s
 from aste.trainer import Trainer, evaluate
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from Parameter import build_parser, check_against_encoder, parse_args
+from Parameter import build_parser, check_against_encoder, model_hidden_dim, parse_args
 
 log = logging.getLogger("aste")
 
@@ -169,7 +169,7 @@ def finish(trainer: Trainer, run: RunFolder, config: dict) -> dict:
 
 def model_config(args, encoder_dim: int) -> ModelConfig:
     return ModelConfig(
-        encoder_dim=encoder_dim, hidden_dim=args.hidden_dim or encoder_dim // 2, lstm_layers=args.lstm_layers,
+        encoder_dim=encoder_dim, hidden_dim=model_hidden_dim(args, encoder_dim), lstm_layers=args.lstm_layers,
         gcn_layers=args.gcn_layers, attention_heads=args.attention_heads, fusion=args.fusion,
         cross_attention_heads=args.cross_attention_heads,
         share_cross_attention_weights=args.share_cross_attention_weights,
@@ -238,16 +238,15 @@ def main(argv=None) -> dict | None:
     return summary
 
 
-# what --eval_only takes from the run unless given on the command line (how the run read and decoded data)
+# what --eval_only takes from the run unless given on the command line (how the run read, decoded and
+# scored data: a run trained under --amp fp16 was evaluated under autocast every epoch)
 EVAL_FROM_RUN = ("max_span_size", "sen_filter_threshold", "max_pairs", "data_format", "overlap_filter", "data_dir",
-                 "on_bad_example", "spacy_model")
+                 "on_bad_example", "spacy_model", "amp")
 
 
-def eval_only(args, argv: list[str]) -> None:
-    """Re-evaluate a saved run with the same metrics as training."""
-    device = pick_device(args.device)
-    model, tokenizer, run_cfg = load_run(args.checkpoint, device)
-    saved = run_cfg["args"]
+def take_flags_from_run(args, saved: dict, argv: list[str]) -> None:
+    """Set EVAL_FROM_RUN (and the dataset, without --test_file) from the run's saved flags, except those
+    given on the command line."""
     given = {a.lstrip("-").split("=")[0] for a in argv if a.startswith("--")}  # the parser takes no abbreviations
     parser = build_parser()
     for key in EVAL_FROM_RUN:
@@ -255,12 +254,19 @@ def eval_only(args, argv: list[str]) -> None:
             setattr(args, key, saved_flag(saved, key, parser.get_default(key)))
     if "dataset" not in given and not args.test_file:
         args.dataset = saved["dataset"]
+
+
+def eval_only(args, argv: list[str]) -> None:
+    """Re-evaluate a saved run with the same metrics as training."""
+    device = pick_device(args.device)
+    model, tokenizer, run_cfg = load_run(args.checkpoint, device)
+    take_flags_from_run(args, run_cfg["args"], argv)
     report = ReadReport()
     path = args.test_file or split_paths(args)["test"]
     data = make_dataset(load_split(path, args, report), tokenizer, args, False, report,
                         encoder_max_length(tokenizer, model.encoder.config))
     evaluator = evaluate(model, make_loader(data, args, False, device), args.sen_filter_threshold, args.max_pairs,
-                         device, desc="test", overlap=args.overlap_filter)
+                         device, amp_dtype(args.amp, device), desc="test", overlap=args.overlap_filter)
     m = evaluator.metrics()
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
     log.info("triplets by sentiment:\n%s", sentiment_table(m))

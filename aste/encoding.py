@@ -22,7 +22,7 @@ from .input_reader import BadExample, ReadReport, Sentence
 class EncodedSentence:
     input_ids: np.ndarray  # (S,) int64, with the encoder's special tokens
     word_spans: np.ndarray  # (n, 2) int64: subword [start, end) of each word
-    dep_adj: np.ndarray  # (n, n) float32: undirected dependency edges + self loops (0 if unparsed)
+    dep_adj: np.ndarray  # (n, n) float32: undirected dependency edges + self loops (self loops only if unparsed)
     gold_spans: np.ndarray  # (G, 3) int64: start, end (exclusive), entity type id
     gold_triplets: np.ndarray  # (T, 5) int64: aspect start, end, opinion start, end, sentiment id
 
@@ -35,6 +35,7 @@ def encoder_max_length(tokenizer, model_config=None) -> int:
     limits = [getattr(tokenizer, "model_max_length", None)]
     if model_config is not None:
         limits.append(getattr(model_config, "max_position_embeddings", None))
+    # transformers sets model_max_length to a huge sentinel (about 1e30) when a tokenizer names no limit
     limits = [x for x in limits if isinstance(x, int) and 0 < x < 100_000]
     return min(limits) if limits else 512
 
@@ -95,6 +96,8 @@ def gold_arrays(sentence: Sentence, report: ReadReport | None):
 
 
 def encode_sentence(sentence: Sentence, tokenizer, max_length: int, report: ReadReport | None = None) -> EncodedSentence:
+    if not sentence.tokens:  # the file readers reject these too; this also covers Predictor's inputs
+        raise BadExample(sentence.where, "empty sentence (no words)", "empty_sentence")
     ids, spans = subword_ids(tokenizer, sentence.tokens, sentence.where, max_length, report)
     gold_spans, gold_trips = gold_arrays(sentence, report)
     return EncodedSentence(ids, spans, dependency_adjacency(sentence.heads, len(sentence.tokens)), gold_spans, gold_trips)

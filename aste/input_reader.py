@@ -124,7 +124,8 @@ def _read_text(path: str) -> str:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except UnicodeDecodeError as e:
-        line = open(path, "rb").read()[: e.start].count(b"\n") + 1
+        with open(path, "rb") as f:
+            line = f.read()[: e.start].count(b"\n") + 1
         raise BadExample(f"{path}:{line}", f"not valid UTF-8 ({e.reason} at byte {e.start})", "encoding") from None
 
 

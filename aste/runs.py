@@ -25,7 +25,7 @@ from safetensors.torch import load_model, save_model
 
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from models.fusion import fusion_heads
+from models.fusion import default_output_block, fusion_heads
 
 from .atomic import atomic_write, remove_temp_files, write_json, write_jsonl
 
@@ -165,7 +165,7 @@ def default_run_name(args) -> str:
         parts.append(f"win{args.cross_attention_window}")
     if args.loss_weighting != "fixed":
         parts.append(args.loss_weighting)
-    if args.fusion_output_block != (args.fusion == "cross_attention"):  # not its fusion's default
+    if args.fusion_output_block != default_output_block(args.fusion):
         parts.append("ob" if args.fusion_output_block else "no-ob")
     if args.span_boundary:
         parts.append("bd")

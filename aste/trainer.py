@@ -64,7 +64,7 @@ def build_optimizer(model: D2E2S, args, updates_per_epoch: int):
             lr = fusion_lr
         else:
             lr = args.task_lr
-        decay = 0.0 if (p.ndim < 2 or "log_vars" in name) else args.weight_decay
+        decay = 0.0 if p.ndim < 2 else args.weight_decay  # no decay on biases, norms and loss weights
         groups.setdefault((lr, decay), []).append(p)
     param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
     try:  # the fused kernel is faster than the per-tensor loop on GPU and on CPU
@@ -157,6 +157,7 @@ class Trainer:
         self.train_model.train()
         totals = torch.zeros(3, dtype=torch.float64)  # loss, span loss, pair loss
         steps = skipped = bad_in_row = sentences = 0
+        window_has_grads = False  # any good micro-batch since the last update (--grad_accum_steps)
         t0 = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not (sys.stderr.isatty() and dist.is_main))
         self.optimizer.zero_grad(set_to_none=True)
@@ -166,25 +167,29 @@ class Trainer:
                 with torch.autocast(device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                     span_logits, pair_logits = self.train_model(batch)
                 loss, span_loss, pair_loss = self.model.loss(batch, span_logits, pair_logits, *self._global_norms(batch))
-                if self._any_rank(not torch.isfinite(loss).item()):  # every rank skips together
+                finite = not self._any_rank(not torch.isfinite(loss).item())  # every rank skips together
+                if finite:
+                    bad_in_row = 0
+                    self.scaler.scale(loss / args.grad_accum_steps).backward()
+                    window_has_grads = True
+                else:  # never backpropagated, so the window's good gradients are untouched and still used
                     bad_in_row += 1
                     skipped += 1
                     self.state.bad_steps_total += 1
                     log.warning("non-finite loss at epoch %d step %d: step skipped (%d in a row)", epoch, step, bad_in_row)
-                    self.optimizer.zero_grad(set_to_none=True)
                     if bad_in_row >= args.max_bad_steps:
                         raise NonFiniteLoss(f"{bad_in_row} non-finite losses in a row (--max_bad_steps "
                                             f"{args.max_bad_steps}) at epoch {epoch}; the last good checkpoint is kept")
-                    continue
-                bad_in_row = 0
-                self.scaler.scale(loss / args.grad_accum_steps).backward()
-                if step % args.grad_accum_steps == 0 or step == len(loader):
+                if (step % args.grad_accum_steps == 0 or step == len(loader)) and window_has_grads:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
+                    window_has_grads = False
+            if not finite:
+                continue  # nothing to log
             sentences += batch["input_ids"].shape[0]
             logged = torch.stack([loss.detach().float(), span_loss.float(), pair_loss.float()])
             if dist.world > 1:  # rank r holds world * (its share of the global loss): average them

@@ -190,6 +190,7 @@ class D2E2S(nn.Module):
         for overlap in overlaps:  # at most the three options, not a loop over spans or pairs
             if overlap == "spans":
                 entity = torch.nonzero(predicted != 0).squeeze(1)
+                # spans compete only within one (sentence, type) group: an aspect never removes an opinion
                 lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + predicted[entity], spans[entity, 1],
                                       spans[entity, 2], score[entity])
                 label = predicted.index_put((entity[lose],), predicted.new_zeros(()))

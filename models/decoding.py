@@ -58,7 +58,8 @@ def enumerate_pairs(rows: torch.Tensor, label: torch.Tensor, score: torch.Tensor
     capped = int((per_row > max_pairs).sum())
     if capped:
         pair_score = (score[a_idx] * score[o_idx]).double()
-        order = torch.argsort(rows[a_idx].double() * 2.0 - pair_score, stable=True)  # row asc, score desc
+        # row ascending, then score descending: scores lie in [0, 1], so a gap of 2 between rows keeps them apart
+        order = torch.argsort(rows[a_idx].double() * 2.0 - pair_score, stable=True)
         sorted_rows = rows[a_idx][order]
         first = torch.cumsum(per_row, 0) - per_row
         rank = torch.arange(order.shape[0], device=device) - first[sorted_rows]

@@ -12,7 +12,7 @@ from torch import nn
 
 
 def gcn_layer(adj: torch.Tensor, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """relu(W (A x) / deg): D2E2S/ASGCN-style row-normalised propagation (A includes self loops)."""
+    """relu((W (A x) + b) / deg): D2E2S/ASGCN-style row-normalised propagation (A includes self loops)."""
     deg = adj.sum(-1, keepdim=True).clamp(min=1.0)
     return F.relu(linear(torch.bmm(adj, x)) / deg)
 

@@ -97,6 +97,39 @@ def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
         trainer.train_epoch(loader, 2)
 
 
+def test_nonfinite_loss_keeps_the_accumulation_windows_update(tiny_bert_dir):
+    """With --grad_accum_steps 2, a non-finite loss at the end of a window used to throw away the window's
+    good gradients and its update (and so shift the learning-rate schedule); now it only drops itself."""
+    from functools import partial
+
+    from torch.utils.data import DataLoader
+
+    from aste import trainer as T
+    from aste.sampling import ASTEDataset, LengthBucketSampler, collate
+    from Parameter import parse_args
+
+    model, tok = tiny_model(tiny_bert_dir)
+    ds = ASTEDataset(toy_sentences(), tok, max_span_size=4, train=True)
+    ds.set_epoch(1)
+    loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
+                        collate_fn=partial(collate, pad_id=ds.pad_id))
+    assert len(loader) == 4
+    args = parse_args(["--grad_accum_steps", "2", "--lr", "1e-3", "--lr_warmup", "0"])
+    trainer = T.Trainer(model, model, args, torch.device("cpu"), None, updates_per_epoch=2)
+    real_loss, calls = model.loss, {"n": 0}
+
+    def nan_at_second(*a, **k):
+        calls["n"] += 1
+        total, s, p = real_loss(*a, **k)
+        return (total * float("nan") if calls["n"] == 2 else total), s, p
+
+    model.loss = nan_at_second
+    stats = trainer.train_epoch(loader, 1)
+    assert stats["skipped_steps"] == 1
+    assert trainer.scheduler.last_epoch == 2  # both windows made their update
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_oom_message_names_shape_and_remedies():
     from aste.trainer import OutOfMemory, out_of_memory_message
 

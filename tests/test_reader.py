@@ -149,6 +149,20 @@ def test_overlong_sentence_is_an_error_or_counted_skip():
     assert len(ds) == 0 and ds.report.skipped["overlong"] == 1
 
 
+def test_empty_sentence_is_an_error_or_counted_skip():
+    """Predictor builds Sentence objects itself, past the file readers' check: an empty one must not
+    reach the model (an empty row indexes out of range in the span tables)."""
+    from models.encoder import load_tokenizer
+    from aste.input_reader import Sentence
+
+    tok = load_tokenizer(minilm_dir())
+    empty = Sentence([], [], None, "input 3")
+    with pytest.raises(BadExample, match=r"input 3: empty sentence"):
+        ASTEDataset([empty], tok, max_span_size=8, train=False)
+    ds = ASTEDataset([empty], tok, max_span_size=8, train=False, on_bad_example="skip")
+    assert len(ds) == 0 and ds.report.skipped["empty_sentence"] == 1
+
+
 @needs_data
 def test_real_empty_token_sentence_trains_with_finite_loss():
     """The sentence that gave the original code losses near 1e25."""

@@ -277,3 +277,15 @@ def test_config_values_pass_the_parser_checks_and_old_runs_keep_their_decoding(t
 def test_seed_out_of_range(seed):
     with pytest.raises(SystemExit, match="--seed must be in"):
         parse_args(["--seed", seed])
+
+
+def test_eval_only_scores_under_the_runs_amp_unless_told_otherwise():
+    """A run trained with --amp fp16 was scored under autocast every epoch; eval-only ran in fp32."""
+    from train import take_flags_from_run
+    saved = vars(parse_args(["--amp", "fp16", "--dataset", "14lap"]))
+    args = parse_args([])  # --checkpoint must name a real run folder; only the flags matter here
+    take_flags_from_run(args, saved, ["--eval_only", "--checkpoint", "run"])
+    assert args.amp == "fp16" and args.dataset == "14lap"
+    args = parse_args(["--amp", "off"])
+    take_flags_from_run(args, saved, ["--eval_only", "--checkpoint", "run", "--amp", "off"])
+    assert args.amp == "off"

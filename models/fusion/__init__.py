@@ -32,6 +32,12 @@ def fusion_heads(name: str, heads: int | None) -> int | None:
     return (heads or DEFAULT_HEADS[name]) if name in DEFAULT_HEADS else None
 
 
+def default_output_block(name: str) -> bool:
+    """Whether a fusion ends in the LayerNorm + feed-forward block when --fusion_output_block is not given:
+    only cross-attention, where it raised dev F1 (Results/accuracy.md); lightweight stays a single pass."""
+    return name == "cross_attention"
+
+
 def build_fusion(name: str, dim: int, heads: int | None = None, share_weights: bool = False,
                  window: int = 0, dropout: float = 0.1, output_block: bool = False) -> nn.Module:
     if name not in FUSIONS:
