@@ -205,12 +205,16 @@ class LengthBucketSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _rng(self) -> random.Random:
+        # one stream per (seed, epoch); the prime keeps (seed, epoch) and (seed + 1, epoch - k) apart
+        return random.Random(self.seed * 1_000_003 + self.epoch)
+
     def _batches(self) -> list[list[int]]:
         order = list(range(len(self.lengths)))
         if not self.shuffle:
             order.sort(key=lambda i: self.lengths[i])
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        rng = self._rng()
         rng.shuffle(order)
         batches = []
         for p in range(0, len(order), self.pool):
@@ -231,7 +235,7 @@ class ShuffledBatchSampler(LengthBucketSampler):
 
     def _batches(self) -> list[list[int]]:
         order = list(range(len(self.lengths)))
-        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        self._rng().shuffle(order)
         return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
 

@@ -119,7 +119,7 @@ class D2E2S(nn.Module):
         mask = batch["word_mask"]
         words = self.word_features(batch)
         context = self.context(words, mask)
-        h_syn = self.syn_gcn(context, batch["dep_adj"], mask)
+        h_syn = self.syn_gcn(context, batch["dep_adj"])
         h_sem = self.sem_gcn(context, mask)
         return self.fuse(words, h_syn, h_sem, mask)
 

@@ -10,11 +10,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 def gcn_layer(adj: torch.Tensor, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """relu((W (A x) + b) / deg): D2E2S/ASGCN-style row-normalised propagation (A includes self loops)."""
     deg = adj.sum(-1, keepdim=True).clamp(min=1.0)
     return F.relu(linear(torch.bmm(adj, x)) / deg)
+
+
+def gcn_stack(adj: torch.Tensor, x: torch.Tensor, linears: nn.ModuleList, dropout: nn.Dropout) -> torch.Tensor:
+    """GCN layers over one graph, with dropout between them (none after the last), as in D2E2S."""
+    for i, linear in enumerate(linears):
+        x = gcn_layer(adj, x, linear)
+        if i < len(linears) - 1:
+            x = dropout(x)
+    return x
 
 
 class SyntacticGCN(nn.Module):
@@ -25,13 +33,9 @@ class SyntacticGCN(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, dep_adj: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        adj = dep_adj.to(x.dtype)
-        for i, linear in enumerate(self.linears):
-            x = gcn_layer(adj, x, linear)
-            if i < len(self.linears) - 1:
-                x = self.dropout(x)
-        return x
+    def forward(self, x: torch.Tensor, dep_adj: torch.Tensor) -> torch.Tensor:
+        # no mask needed: dep_adj has zero columns at padding, so padding never feeds a real word
+        return gcn_stack(dep_adj.to(x.dtype), x, self.linears, self.dropout)
 
 
 def attention_adjacency(scores: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
@@ -70,12 +74,7 @@ class SemanticGCN(nn.Module):
         return attention_adjacency(self.head_scores(x), word_mask).mean(1)
 
     def forward(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        adj = self.adjacency(x, word_mask)
-        for i, linear in enumerate(self.linears):
-            x = gcn_layer(adj, x, linear)
-            if i < len(self.linears) - 1:
-                x = self.dropout(x)
-        return x
+        return gcn_stack(self.adjacency(x, word_mask), x, self.linears, self.dropout)
 
 
 class EnhancedSemanticGCN(SemanticGCN):

@@ -15,10 +15,10 @@ class TINFusion(nn.Module):
     def __init__(self, dim: int, lstm: bool = True, **unused_options):
         super().__init__()
 
-        def residual_block():
+        def branch_mlp():  # applied to x + h_branch: the skip connection is that sum
             return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
-        self.syn_block, self.sem_block = residual_block(), residual_block()
+        self.syn_block, self.sem_block = branch_mlp(), branch_mlp()
         self.lstm = MaskedBiLSTM(2 * dim, dim, num_layers=2) if lstm else None
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
