@@ -22,7 +22,6 @@ MAX_WIDTH_EMBEDDINGS = 100
 DISTANCE_EDGES = torch.tensor([1, 2, 3, 4, 5, 8, 16, 32])
 DISTANCE_BUCKETS = 2 * (len(DISTANCE_EDGES) + 1)
 
-
 class SpanClassifier(nn.Module):
     def __init__(self, dim: int, width_dim: int, num_types: int = 3, boundary: bool = False):
         super().__init__()
@@ -49,11 +48,11 @@ class SpanClassifier(nn.Module):
         return logits, pooled, width
 
 
-def distance_bucket(aspect: torch.Tensor, opinion: torch.Tensor) -> torch.Tensor:
+def distance_bucket(aspect: torch.Tensor, opinion: torch.Tensor, edges: torch.Tensor = DISTANCE_EDGES) -> torch.Tensor:
     """Bucket of the word gap between two (start, end) spans, and whether the opinion comes first."""
     opinion_first = opinion[:, 1] <= aspect[:, 0]
     gap = torch.where(opinion_first, aspect[:, 0] - opinion[:, 1], (opinion[:, 0] - aspect[:, 1]).clamp(min=0))
-    bucket = torch.bucketize(gap, DISTANCE_EDGES.to(gap.device), right=True)
+    bucket = torch.bucketize(gap, edges, right=True)
     return bucket + opinion_first.long() * (len(DISTANCE_EDGES) + 1)
 
 
@@ -61,6 +60,9 @@ class PairClassifier(nn.Module):
     def __init__(self, dim: int, span_dim: int, width_dim: int, num_sentiments: int = 3, distance_dim: int = 0):
         super().__init__()
         self.distance = nn.Embedding(DISTANCE_BUCKETS, distance_dim) if distance_dim else None
+        # moved with the module, so no host-to-device copy (which waits for the GPU) per forward pass;
+        # not saved in checkpoints
+        self.register_buffer("distance_edges", DISTANCE_EDGES.clone(), persistent=False)
         self.classifier = nn.Linear(dim + 2 * span_dim + 2 * width_dim + distance_dim, num_sentiments)
 
     def forward(self, table: RangeMax, spans: torch.Tensor, pooled: torch.Tensor, width: torch.Tensor,
@@ -71,5 +73,5 @@ class PairClassifier(nn.Module):
         parts = [between, pooled.index_select(0, a), pooled.index_select(0, o), width.index_select(0, a),
                  width.index_select(0, o)]
         if self.distance is not None:
-            parts.append(self.distance(distance_bucket(spans[a, 1:], spans[o, 1:])))
+            parts.append(self.distance(distance_bucket(spans[a, 1:], spans[o, 1:], self.distance_edges)))
         return self.classifier(torch.cat(parts, dim=-1))

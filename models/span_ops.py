@@ -15,7 +15,17 @@ query, the common case, gets the whole gradient either way.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+@functools.lru_cache(maxsize=None)
+def floor_log2_table(width: int, device: torch.device) -> torch.Tensor:
+    """floor(log2(length)) for length 0..width (entry 0 unused), exact integer arithmetic (no float log).
+    Cached per (width, device): built from a Python list, it would be a host-to-device copy, which waits
+    for the GPU, in every forward pass. Read-only."""
+    return torch.tensor([max(k.bit_length() - 1, 0) for k in range(width + 1)], device=device)
 
 
 class _Query(torch.autograd.Function):
@@ -65,8 +75,7 @@ class RangeMax:
                     sources[j, :, W - w:] = sources[j - 1, :, W - w:]
             self.values = values.view(-1, D)  # (L * B * W, D)
             self.sources = sources.view(-1, D) if track else None
-        # floor(log2(length)) for length 0..W (entry 0 unused); exact integer arithmetic, no float log
-        self.floor_log2 = torch.tensor([max(k.bit_length() - 1, 0) for k in range(W + 1)], device=h.device)
+        self.floor_log2 = floor_log2_table(W, h.device)
 
     def query(self, batch: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """Max over words [start, end) of row `batch`, for 1-D index tensors; requires end > start."""
