@@ -65,47 +65,15 @@ def test_deberta_v3_architecture_full_train_step(tiny_deberta_dir):
     assert 0.0 <= m["triplet"]["f1"] <= 100.0
 
 
-def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
+def toy_trainer(tiny_bert_dir, flags: list[str]):
+    """A tiny model, a loader of the 8 toy sentences in 4 batches of 2, and a Trainer with `flags`; the
+    model's loss is made non-finite on the calls listed in the returned `nan_calls`."""
     from functools import partial
 
     from torch.utils.data import DataLoader
 
-    from aste import trainer as T
     from aste.sampling import ASTEDataset, LengthBucketSampler, collate
-    from Parameter import parse_args
-
-    model, tok = tiny_model(tiny_bert_dir)
-    ds = ASTEDataset(toy_sentences(), tok, max_span_size=4, train=True)
-    ds.set_epoch(1)
-    loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
-                        collate_fn=partial(collate, pad_id=ds.pad_id))
-    args = parse_args(["--max_bad_steps", "3", "--lr", "1e-3", "--lr_warmup", "0"])
-    trainer = T.Trainer(model, model, args, torch.device("cpu"), None, updates_per_epoch=len(loader))
-    real_loss, calls = model.loss, {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        total, s, p = real_loss(*a, **k)
-        return (total * float("nan") if calls["n"] == 2 else total), s, p
-
-    model.loss = flaky
-    stats = trainer.train_epoch(loader, 1)
-    assert stats["skipped_steps"] == 1 and trainer.state.bad_steps_total == 1 and stats["loss"] == stats["loss"]
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    model.loss = lambda *a, **k: (real_loss(*a, **k)[0] * float("inf"), torch.tensor(0.0), torch.tensor(0.0))
-    with pytest.raises(T.NonFiniteLoss, match="3 non-finite losses in a row"):
-        trainer.train_epoch(loader, 2)
-
-
-def test_nonfinite_loss_keeps_the_accumulation_windows_update(tiny_bert_dir):
-    """With --grad_accum_steps 2, a non-finite loss at the end of a window used to throw away the window's
-    good gradients and its update (and so shift the learning-rate schedule); now it only drops itself."""
-    from functools import partial
-
-    from torch.utils.data import DataLoader
-
-    from aste import trainer as T
-    from aste.sampling import ASTEDataset, LengthBucketSampler, collate
+    from aste.trainer import Trainer
     from Parameter import parse_args
 
     model, tok = tiny_model(tiny_bert_dir)
@@ -114,16 +82,38 @@ def test_nonfinite_loss_keeps_the_accumulation_windows_update(tiny_bert_dir):
     loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
                         collate_fn=partial(collate, pad_id=ds.pad_id))
     assert len(loader) == 4
-    args = parse_args(["--grad_accum_steps", "2", "--lr", "1e-3", "--lr_warmup", "0"])
-    trainer = T.Trainer(model, model, args, torch.device("cpu"), None, updates_per_epoch=2)
-    real_loss, calls = model.loss, {"n": 0}
+    args = parse_args(flags + ["--lr", "1e-3", "--lr_warmup", "0"])
+    trainer = Trainer(model, model, args, torch.device("cpu"), None,
+                      updates_per_epoch=len(loader) // args.grad_accum_steps)
+    real_loss, calls, nan_calls = model.loss, {"n": 0}, set()
 
-    def nan_at_second(*a, **k):
+    def flaky(*a, **k):
         calls["n"] += 1
         total, s, p = real_loss(*a, **k)
-        return (total * float("nan") if calls["n"] == 2 else total), s, p
+        return (total * float("nan") if calls["n"] in nan_calls else total), s, p
 
-    model.loss = nan_at_second
+    model.loss = flaky
+    return model, loader, trainer, nan_calls
+
+
+def test_nonfinite_loss_is_skipped_counted_and_stops_the_run(tiny_bert_dir):
+    from aste.trainer import NonFiniteLoss
+
+    model, loader, trainer, nan_calls = toy_trainer(tiny_bert_dir, ["--max_bad_steps", "3"])
+    nan_calls.add(2)
+    stats = trainer.train_epoch(loader, 1)
+    assert stats["skipped_steps"] == 1 and trainer.state.bad_steps_total == 1 and stats["loss"] == stats["loss"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    nan_calls.update(range(5, 9))  # every call of epoch 2
+    with pytest.raises(NonFiniteLoss, match="3 non-finite losses in a row"):
+        trainer.train_epoch(loader, 2)
+
+
+def test_nonfinite_loss_keeps_the_accumulation_windows_update(tiny_bert_dir):
+    """With --grad_accum_steps 2, a non-finite loss at the end of a window used to throw away the window's
+    good gradients and its update (and so shift the learning-rate schedule); now it only drops itself."""
+    model, loader, trainer, nan_calls = toy_trainer(tiny_bert_dir, ["--grad_accum_steps", "2"])
+    nan_calls.add(2)
     stats = trainer.train_epoch(loader, 1)
     assert stats["skipped_steps"] == 1
     assert trainer.scheduler.last_epoch == 2  # both windows made their update
