@@ -15,17 +15,14 @@ query, the common case, gets the whole gradient either way.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 
 
-@functools.lru_cache(maxsize=None)
 def floor_log2_table(width: int, device: torch.device) -> torch.Tensor:
-    """floor(log2(length)) for length 0..width (entry 0 unused), exact integer arithmetic (no float log).
-    Cached per (width, device): built from a Python list, it would be a host-to-device copy, which waits
-    for the GPU, in every forward pass. Read-only."""
-    return torch.tensor([max(k.bit_length() - 1, 0) for k in range(width + 1)], device=device)
+    """floor(log2(length)) for length 0..width (entry 0 unused), made on `device` (no host-to-device copy,
+    which would wait for the GPU). Exact: frexp reads the float's binary exponent, no rounded log."""
+    lengths = torch.arange(width + 1, device=device, dtype=torch.float32)
+    return (torch.frexp(lengths).exponent - 1).clamp(min=0).long()
 
 
 class _Query(torch.autograd.Function):
