@@ -11,6 +11,9 @@ python scripts/summarize.py "Results/*/spans-tin-seed*" "Results/*/spans-cross_a
     --out Results/datasets.md --plot Results/datasets.png \
     --title "Four datasets with today's defaults: the README command (20 epochs, offline encoder), TIN and cross-attention (4 heads), seeds 42, 1, 2"
 
+# the spans runs retrain the final runs exactly (they differ only in the decoding that chose the epoch)
+python scripts/same_training.py "Results/*/spans-*" --new spans --old final --out Results/same_training.md
+
 # the decoding default, chosen on dev over the final runs
 FINAL=()
 for d in 14res 14lap 15res 16res; do for f in tin cross_attention-h4; do FINAL+=("Results/$d/final-$f-seed*"); done; done
@@ -52,5 +55,5 @@ python scripts/results_readme.py --core Results/14res/spans-tin-seed42 --seeds "
     --extra "Results/14res/negall-*" "Results/14res/aste-*" Results/14res/sweep3ep-tin-seed42 \
     --sweep "Results/14res/sweep3ep-*" \
     --reports Results/fusions_14res.md Results/datasets.md Results/decoding_final.md Results/final_budget.md \
-    Results/final_budget_spans.md Results/fusion_lr.md \
+    Results/final_budget_spans.md Results/fusion_lr.md Results/same_training.md \
     Results/accuracy.md Results/decoding.md
