@@ -7,6 +7,8 @@ import time
 
 import torch
 
+MINILM = "all-MiniLM-L6-v2"  # the offline encoder of the README command
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -32,3 +34,14 @@ def write_report(path: str, lines: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {path}")
+
+
+def append_report(path: str, title: str, script: str, text: str) -> None:
+    """Print `text` and append it to the report at `path`, begun with `title` when new."""
+    print(text)
+    new = not os.path.exists(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        if new:
+            f.write(f"# {title}\n\nWritten by `scripts/{script}`; each section is one invocation.\n")
+        f.write(text)

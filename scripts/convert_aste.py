@@ -3,10 +3,8 @@
     python scripts/convert_aste.py --input my_train_triplets.txt --output my_train.json
     python scripts/convert_aste.py --all      # data/aste-v2/<ds>/* -> data/d2e2s-spacy/<ds>/*
 
-spaCy (--spacy_model) tags and parses the file's own words (no re-tokenisation). Its English labels
-are ClearNLP-style (nsubj, dobj, amod, ...), close to but not exactly Universal Dependencies; the
-model only uses the unlabelled tree. Each triplet becomes one target and one opinion entity and a
-sentiment between them, as in the D2E2S release.
+spaCy parses the file's own words (ClearNLP-style labels; the model only uses the unlabelled tree). Each
+triplet becomes a target and an opinion entity and a sentiment between them, as in the D2E2S release.
 """
 from __future__ import annotations
 
@@ -19,15 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aste.atomic import write_json  # noqa: E402
 from aste.input_reader import BadExample, ReadReport, read_aste  # noqa: E402
 from aste.parsing import load_spacy  # noqa: E402
+from scripts.get_data import DATASETS, SPLITS  # noqa: E402
 
 LONG = {"POS": "POSITIVE", "NEG": "NEGATIVE", "NEU": "NEUTRAL"}
-DATASETS = ("14res", "14lap", "15res", "16res")
-SPLITS = ("train", "dev", "test")
 
 
 def convert_file(src: str, dst: str, nlp, on_bad_example: str = "error") -> ReadReport:
     from spacy.tokens import Doc
-
     report = ReadReport()
     sentences = read_aste(src, on_bad_example, report)
     docs = nlp.pipe((Doc(nlp.vocab, words=[w if w.strip() else "_" for w in s.tokens]) for s in sentences),
@@ -42,8 +38,7 @@ def convert_file(src: str, dst: str, nlp, on_bad_example: str = "error") -> Read
         items.append({
             "entities": entities, "sentiments": sentiments,
             "pos": [[w, tok.tag_] for w, tok in zip(s.tokens, doc)],
-            "orig_id": s.where,
-            "tokens": s.tokens,
+            "orig_id": s.where, "tokens": s.tokens,
             "dependency": [["ROOT" if tok.head.i == tok.i else tok.dep_, 0 if tok.head.i == tok.i else tok.head.i + 1,
                             tok.i + 1] for tok in doc],
         })

@@ -1,10 +1,8 @@
-"""Fill data/ with ASTE-Data-V2 in both formats.
+"""Fill data/ with ASTE-Data-V2 (14res 14lap 15res 16res) in both formats: data/aste-v2/<ds>/<split>_triplets.txt
+and data/d2e2s/<ds>/<split>_dep_triple_polarity_result.json (+ data/d2e2s/types.json).
 
     python scripts/get_data.py                  # download the public releases
     python scripts/get_data.py --from ../shared/data   # copy a local copy (CI, offline machines)
-
-Layout afterwards: data/d2e2s/<ds>/{train,dev,test}_dep_triple_polarity_result.json, data/d2e2s/types.json,
-data/aste-v2/<ds>/{train,dev,test}_triplets.txt, for ds in 14res 14lap 15res 16res.
 """
 from __future__ import annotations
 

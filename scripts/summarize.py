@@ -1,14 +1,9 @@
-"""Summarise finished runs: mean +- std over seeds per configuration, and per-epoch F1 curves.
+"""Summarise finished runs: mean +- std over seeds per configuration (every flag that changes what a run
+computes), with test scores at the best-dev epoch, and per-epoch F1 curves.
 
-    python scripts/summarize.py Results/14res/sweep-* --out Results/summary.md --plot Results/summary.png
-    python scripts/summarize.py Results/14res/minilm-tin-seed42 --out -     # one run, to stdout
-
-A configuration is everything in config.json's args except seed, run_name and output paths. Test
-F1, precision and recall are always the test scores at the best-dev epoch (dev-selected; P and R are
-means over seeds); columns show each seed's test F1 and the epochs chosen.
+    python scripts/summarize.py "Results/14res/sweep-*" --out Results/summary.md --plot Results/summary.png
+The tables in Results/ name their own commands (e.g. --decoding none spans triplets compares decodings).
 """
-from __future__ import annotations
-
 import argparse
 import functools
 import glob
@@ -21,13 +16,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
-from models.decoding import OVERLAP_FILTERS  # noqa: E402
-from models.fusion import fusion_heads  # noqa: E402
 from Parameter import parse_args  # noqa: E402
 
 IGNORED = RESUME_FREE | {"seed", "no_checkpoint", "eval_only", "checkpoint"}  # do not change what is computed
-SHOWN = [("dataset", "dataset"), ("fusion", "fusion"), ("cross_attention_heads", "heads"),
-         ("use_enhanced_semgcn", "enh. SemGCN"), ("epochs", "epochs")]
 
 
 def load_run(run_dir: str) -> dict | None:
@@ -36,17 +27,13 @@ def load_run(run_dir: str) -> dict | None:
         history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") if x.strip()]
     except (OSError, json.JSONDecodeError):
         return None
-    if "summary" not in cfg:
-        return None  # unfinished
-    return {"dir": run_dir, "cfg": cfg, "history": history}
+    return {"dir": run_dir, "cfg": cfg, "history": history} if "summary" in cfg else None
 
 
 def as_decoding(run: dict, overlap: str) -> dict | None:
-    """The run as if it had decoded with --overlap_filter `overlap`: each epoch's dev/test metrics
-    under that option (metrics.jsonl's "decodings", written since training evaluates every option),
-    and the best epoch chosen again on dev. Training does not depend on the decoding, so this is
-    what the run would have reported (its best.safetensors may be another epoch's). None if the
-    run predates the "decodings" records."""
+    """The run as if it had decoded with --overlap_filter `overlap` (training does not depend on it): each
+    epoch's metrics under it from metrics.jsonl's "decodings", the best epoch chosen again on dev. None if
+    the run predates those records."""
     args = run["cfg"]["args"]
     if saved_flag(args, "overlap_filter", "spans") == overlap:
         return run
@@ -81,16 +68,18 @@ def option_defaults(fusion: str = "tin") -> dict:
 
 
 def non_default_options(args: dict) -> str:
-    """The flags that change results and differ from today's defaults (a run that predates a flag shows
-    what it did then), e.g. data_format=aste."""
+    """The flags that change results and differ from today's defaults, e.g. data_format=aste (0 or False
+    for a flag that defaults to None for this fusion, an option it does not take, is no difference)."""
     defaults = option_defaults(args.get("fusion") or "tin")
-    diff = [f"{k}={saved_flag(args, k, v)}" for k, v in defaults.items()
-            if k not in NOT_OPTIONS and saved_flag(args, k, v) != v]
+    diff = [f"{k}={saved_flag(args, k, v)}" for k, v in defaults.items() if k not in NOT_OPTIONS
+            and saved_flag(args, k, v) != v and not (v is None and saved_flag(args, k, v) in (0, False))]
     return ", ".join(diff) or "defaults"
 
 
-def describe(args: dict) -> dict:
-    heads = fusion_heads(args["fusion"], args.get("cross_attention_heads")) or "-"
+def describe(cfg: dict) -> dict:
+    """A run's table columns; its attention heads from its model config (resolved), else from its flag."""
+    args = cfg["args"]
+    heads = cfg.get("model", {}).get("cross_attention_heads", args.get("cross_attention_heads")) or "-"
     return {"dataset": args["dataset"], "fusion": args["fusion"], "heads": heads,
             "enh. SemGCN": "yes" if args.get("use_enhanced_semgcn") else "no", "epochs": args["epochs"],
             "encoder": os.path.basename(os.path.normpath(args["pretrained_deberta_name"])),
@@ -98,48 +87,35 @@ def describe(args: dict) -> dict:
 
 
 def run_environment(cfg: dict) -> dict:
-    """How a run was made, from either shape of config.json: commit, dirty (None when not recorded), device
-    and library versions. Runs made by the current code have an "environment" block; older ones have top-level
-    "git_commit", "device" and "versions"."""
-    if "environment" in cfg:
-        env = dict(cfg["environment"])
-    else:
-        env = {"commit": cfg.get("git_commit"), "dirty": None, "device": cfg.get("device"), **cfg.get("versions", {})}
-    env.setdefault("commit", None)
-    env.setdefault("dirty", None)
-    return env
+    """Commit, dirty, device and versions: config.json's "environment", or older runs' top-level keys."""
+    old = {"commit": cfg.get("git_commit"), "device": cfg.get("device"), **cfg.get("versions", {})}
+    return {"commit": None, "dirty": None} | cfg.get("environment", old)
 
 
 def commit_label(cfg: dict) -> str:
-    """Short commit of a run's code, '<sha>+dirty' when the checkout had uncommitted changes, 'unknown' if none."""
+    """Short commit of a run's code, '<sha>+dirty' for uncommitted changes, 'unknown' if not recorded."""
     env = run_environment(cfg)
-    if not env["commit"]:
-        return "unknown"
-    return env["commit"][:7] + ("+dirty" if env["dirty"] else "")
+    return env["commit"][:7] + ("+dirty" if env["dirty"] else "") if env["commit"] else "unknown"
 
 
 def commits(runs: list[dict]) -> str:
-    """The code version(s) the runs were made with (config.json's commit, short; '+dirty' for uncommitted changes)."""
     return ", ".join(f"`{c}`" for c in sorted({commit_label(r["cfg"]) for r in runs}))
 
 
 def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
 def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        # the same flags at two commits are two measurements, kept apart unless pool_commits says the
-        # commits compute the same thing (the code column then lists them all)
+        # the same flags at two commits are two measurements unless pool_commits (the code column lists them)
         groups.setdefault((config_key(r["cfg"]["args"]), None if pool_commits else commit_label(r["cfg"])), []).append(r)
     lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | other flags | epochs | seeds | test triplet F1 "
              "(dev-selected) | test triplet P / R | test triplet F1 per seed | test entity F1 | dev triplet F1 | "
              "best epochs | s / train epoch | s / test eval | peak RSS MB | code |", "|" + "---|" * 18]
-    for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]["args"]).values())):
-        d = describe(rs[0]["cfg"]["args"])
+    for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]).values())):
+        d = describe(rs[0]["cfg"])
         sm = [r["cfg"]["summary"] for r in rs]
         best_test = [r["history"][s["best_epoch"] - 1]["test"]["triplet"] for r, s in zip(rs, sm)]
         lines.append("| " + " | ".join([
@@ -156,30 +132,45 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
     return "\n".join(lines), groups
 
 
-def plot(groups: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def pooled_by_decoding(groups: dict, decodings: list[str]) -> str:
+    """Each decoding's dev and test triplet F1 averaged over the configurations, and in how many it is best on dev."""
+    means: dict[tuple, dict[str, tuple[float, float]]] = {}  # configuration -> decoding -> (dev F1, test F1)
+    for (key, commit), rs in groups.items():
+        config = (tuple(kv for kv in key if kv[0] != "overlap_filter"), commit)
+        means.setdefault(config, {})[saved_flag(rs[0]["cfg"]["args"], "overlap_filter", "spans")] = tuple(
+            statistics.mean(r["cfg"]["summary"][f"{split}_triplet_f1"] for r in rs) for split in ("dev", "test"))
+    full = [m for m in means.values() if set(m) == set(decodings)]  # configurations seen with every decoding
+    lines = [f"Pooled over the {len(full)} configurations above (mean of the configuration means):", "",
+             "| --overlap_filter | dev triplet F1 | test triplet F1 | configurations where best on dev |",
+             "|---|---|---|---|"]
+    for d in decodings:
+        wins = sum(max(decodings, key=lambda o: m[o][0]) == d for m in full)
+        lines.append(f"| {d} | {statistics.mean(m[d][0] for m in full):.2f} | "
+                     f"{statistics.mean(m[d][1] for m in full):.2f} | {wins} of {len(full)} |")
+    return "\n".join(lines)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+
+def plot(groups: dict, path: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
     for i, (key, rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
-        d = describe(rs[0]["cfg"]["args"])
+        d = describe(rs[0]["cfg"])
         label = f"{d['dataset']} {d['fusion']}" + (f" h{d['heads']}" if d["heads"] != "-" else "") + \
-                (" +enh" if d["enh. SemGCN"] == "yes" else "") + f" (n={len(rs)})"
-        color = f"C{i % 10}"
+                (" +enh" if d["enh. SemGCN"] == "yes" else "") + f", {d['epochs']} epochs (n={len(rs)})"
         for ax, split in zip(axes, ("dev", "test")):
             epochs = sorted({r["epoch"] for run in rs for r in run["history"]})
             per_epoch = [[run["history"][e - 1][split]["triplet"]["f1"] for run in rs if len(run["history"]) >= e]
                          for e in epochs]
             mean = [statistics.mean(v) for v in per_epoch]
-            ax.plot(epochs, mean, color=color, label=label)
+            ax.plot(epochs, mean, color=f"C{i % 10}", label=label)
             if len(rs) > 1:
                 sd = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_epoch]
                 ax.fill_between(epochs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
-                                color=color, alpha=0.15)
+                                color=f"C{i % 10}", alpha=0.15)
     for ax, split in zip(axes, ("dev", "test")):
-        ax.set_title(f"{split} triplet F1 per epoch (mean ± std over seeds)")
-        ax.set_xlabel("epoch")
+        ax.set(title=f"{split} triplet F1 per epoch (mean ± std over seeds)", xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("triplet F1")
     axes[1].legend(fontsize=8, loc="lower right")
@@ -194,35 +185,36 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", default=None, help="PNG of dev/test triplet F1 per epoch")
     ap.add_argument("--title", default="Summary of runs")
     ap.add_argument("--pool_commits", action="store_true",
-                    help="group runs with the same flags made at different commits (only when the code between "
-                         "those commits does not change what a run computes; the code column lists the commits)")
-    ap.add_argument("--decoding", choices=OVERLAP_FILTERS, default=None,
-                    help="choose each run's best epoch as if it had decoded with this --overlap_filter (from the "
-                         "per-epoch records of every option in metrics.jsonl; older runs without them are skipped)")
+                    help="group runs with the same flags made at commits that compute the same thing")
+    ap.add_argument("--decoding", nargs="+", default=None, metavar="OVERLAP_FILTER",
+                    help="choose each run's best epoch as if decoded with this --overlap_filter; with several, "
+                         "a row per option and a table comparing them")
     args = ap.parse_args(argv)
     dirs = sorted({d for pattern in args.runs for d in (glob.glob(pattern) or [pattern]) if os.path.isdir(d)})
     runs = [r for r in map(load_run, dirs) if r is not None]
     skipped = len(dirs) - len(runs)
-    if args.decoding:
-        redecoded = [as_decoding(r, args.decoding) for r in runs]
-        for r, new in zip(runs, redecoded):
+    if args.decoding:  # each run once per decoding
+        decoded = [(r, d, as_decoding(r, d)) for d in args.decoding for r in runs]
+        for r, d, new in decoded:
             if new is None:
-                print(f"skipped {r['dir']}: its metrics.jsonl has no per-epoch '{args.decoding}' decoding",
-                      file=sys.stderr)
-        runs = [r for r in redecoded if r is not None]
+                print(f"skipped {r['dir']}: its metrics.jsonl has no per-epoch '{d}' decoding", file=sys.stderr)
+        runs = [new for _, _, new in decoded if new is not None]
     if not runs:
         print("no finished runs (with the asked decoding) among: " + " ".join(args.runs), file=sys.stderr)
         return 1
     table, groups = summarize(runs, args.pool_commits)
+    if args.decoding and len(args.decoding) > 1:
+        table += "\n\n" + pooled_by_decoding(groups, args.decoding)
+    dirs = sorted({r["dir"] for r in runs})
     devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
     call = shlex.join(["python", "scripts/summarize.py", *(sys.argv[1:] if argv is None else argv)])
-    text = (f"# {args.title}\n\nWritten by `{call}` from {len(runs)} finished runs"
-            f"{f' ({skipped} unfinished skipped)' if skipped else ''}"
-            f"{f'; epochs chosen as if decoded with --overlap_filter {args.decoding}' if args.decoding else ''}"
-            f"; device(s): {', '.join(devices)}; "
+    how = (f"; each run under each --overlap_filter ({', '.join(args.decoding)}), its epoch chosen on dev under each"
+           if args.decoding else "")
+    text = (f"# {args.title}\n\nWritten by `{call}` from {len(dirs)} finished runs"
+            f"{f' ({skipped} unfinished skipped)' if skipped else ''}{how}; device(s): {', '.join(devices)}; "
             f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
-            + ", ".join(f"`{r['dir']}`" for r in runs) + "\n")
+            + ", ".join(f"`{d}`" for d in dirs) + "\n")
     if args.plot:
         plot(groups, args.plot)
         text += f"\n![dev and test triplet F1 per epoch]({os.path.relpath(args.plot, os.path.dirname(args.out) or '.')})\n"

@@ -26,22 +26,6 @@ def test_runs_at_two_commits_are_kept_apart_unless_pooled():
     assert "`aaaaaaa`, `bbbbbbb`" in row
 
 
-def test_reference_command_leaves_out_defaults_resolved_at_run_time(monkeypatch):
-    """A TIN run saves fusion_output_block=False (resolved from the parser's None); its command must not
-    ask for --no-fusion_output_block, while a flag that differs from its default at the run's commit
-    is still written."""
-    import scripts.results_readme as rr
-
-    monkeypatch.setattr(rr, "defaults_at", lambda commit: {"fusion_output_block": None, "epochs": 10})
-    args = vars(parse_args(["--dataset", "14res", "--epochs", "20"]))
-    assert args["fusion_output_block"] is False
-    flags = rr.train_flags(args, commit="abc")
-    assert "--no-fusion_output_block" not in flags and "--fusion_output_block" not in flags
-    assert flags[flags.index("--epochs") + 1] == "20"
-    cross = vars(parse_args(["--fusion", "cross_attention", "--no-fusion_output_block"]))
-    assert "--no-fusion_output_block" in rr.train_flags(cross, commit="abc")
-
-
 def test_as_decoding_chooses_the_best_epoch_again_from_the_recorded_decodings():
     from scripts.summarize import as_decoding
 
@@ -61,3 +45,26 @@ def test_as_decoding_chooses_the_best_epoch_again_from_the_recorded_decodings():
     assert new["history"][1]["dev"]["triplet"]["f1"] == 53.0 and run["history"][1]["dev"]["triplet"]["f1"] == 55.0
     del run["history"][0]["decodings"]
     assert as_decoding(run, "spans") is None            # a run made before the records: not guessed
+
+
+def test_several_decodings_give_a_row_each_and_are_pooled_over_configurations():
+    from scripts.summarize import as_decoding, pooled_by_decoding
+
+    def metrics(f1):
+        return {"triplet": {"p": f1, "r": f1, "f1": f1}, "entity": {"p": 80.0, "r": 80.0, "f1": 80.0}}
+
+    def run(seed, dataset, spans, none):  # (dev, test) F1 of its one epoch under spans (its own decoding) and none
+        r = fake_run(seed, "aaaaa", spans[1], spans[1], spans[1])
+        r["cfg"]["args"]["dataset"] = dataset
+        r["cfg"]["summary"] |= {"best_epoch": 1, "dev_triplet_f1": spans[0]}
+        r["history"] = [{"epoch": 1, "dev": metrics(spans[0]), "test": metrics(spans[1]),
+                         "decodings": {"none": {"dev": metrics(none[0]), "test": metrics(none[1])}}}]
+        return r
+    runs = [run(42, "14res", (60.0, 70.0), (58.0, 69.0)), run(1, "14res", (62.0, 72.0), (60.0, 71.0)),
+            run(42, "14lap", (50.0, 55.0), (51.0, 54.0))]
+    table, groups = summarize([as_decoding(r, d) for d in ("none", "spans") for r in runs])
+    assert len(groups) == 4 and table.count("overlap_filter=none") == 2  # 2 datasets x 2 decodings
+    pooled = pooled_by_decoding(groups, ["none", "spans"]).splitlines()
+    assert pooled[0].startswith("Pooled over the 2 configurations")
+    # none: 14res dev 59, test 70; 14lap dev 51, test 54. spans: 14res dev 61, test 71; 14lap dev 50, test 55
+    assert "| none | 55.00 | 62.00 | 1 of 2 |" in pooled and "| spans | 55.50 | 63.00 | 1 of 2 |" in pooled

@@ -1,0 +1,51 @@
+"""Replay --patience on finished runs' dev curves (metrics.jsonl), with no training: how many runs each
+patience stops before their best dev epoch, and how many epochs it runs. Results/patience.md names its command."""
+import argparse
+import glob
+import json
+import os
+import shlex
+
+
+def stop_epoch(dev_f1: list[float], patience: int) -> int:
+    """The last epoch a run with --patience runs (train.py: stop once epoch - best epoch >= patience)."""
+    best_epoch, best = 0, -1.0
+    for epoch, f1 in enumerate(dev_f1, start=1):
+        if f1 > best:
+            best_epoch, best = epoch, f1
+        if patience and epoch - best_epoch >= patience:
+            return epoch
+    return len(dev_f1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="run folders (glob patterns)")
+    ap.add_argument("--patience", nargs="+", type=int, default=[3, 5, 8, 10, 12, 15])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    curves = {}
+    for pattern in args.runs:
+        for path in sorted(glob.glob(os.path.join(pattern, "metrics.jsonl"))):
+            with open(path, encoding="utf-8") as f:
+                curves[os.path.dirname(path)] = [json.loads(line)["dev"]["triplet"]["f1"] for line in f]
+    best = {run: max(range(len(f1)), key=lambda i: (f1[i], -i)) + 1 for run, f1 in curves.items()}
+    lines = [f"# --patience replayed on {len(curves)} finished runs\n",
+             f"`python scripts/replay_patience.py {' '.join(map(shlex.quote, args.runs))} --patience "
+             f"{' '.join(map(str, args.patience))} --out {args.out}`\n",
+             "A run stops once its dev triplet F1 has not improved for N epochs. A patience is safe when no run "
+             "stops before its best dev epoch.\n",
+             "| patience | runs stopped before their best epoch | epochs run | of all epochs |", "|---|---|---|---|"]
+    total = sum(map(len, curves.values()))
+    for n in args.patience:
+        stops = {run: stop_epoch(f1, n) for run, f1 in curves.items()}
+        early = [os.path.relpath(run) for run in curves if stops[run] < best[run]]
+        ran = sum(stops.values())
+        lines.append(f"| {n} | {len(early)}{' (' + ', '.join(early) + ')' if early else ''} | {ran} | {100 * ran / total:.0f}% |")
+    lines.append(f"\nBest dev epochs: {', '.join(f'{os.path.relpath(r)} {best[r]}/{len(curves[r])}' for r in curves)}.")
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
