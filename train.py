@@ -10,29 +10,31 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import hashlib
 import os
+import shlex
 import sys
 import time
 
 import torch
 
-from aste.atomic import write_json, write_jsonl
+from aste.atomic import remove_temp_files
 from aste.data import SPLITS, load_split, make_dataset, make_loader, split_paths
 from aste.encoding import encoder_max_length
 from aste.environment import (amp_dtype, can_compile, environment_record, pick_device, seed_everything,
                               setup_distributed)
-from aste.errors import run_cli
+from aste.cli import run_cli
 from aste.evaluator import format_metrics, sentiment_table
 from aste.input_reader import ReadReport
-from aste.runs import RunFolder, default_run_name, load_run, resume_conflicts, saved_flag
-from aste.trainer import Trainer, evaluate
+from aste.runs import RunFolder, load_run, resume_conflicts, saved_flag
+from aste.trainer import OutOfMemory, Trainer, evaluate, is_out_of_memory
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from Parameter import build_parser, check_against_encoder, model_hidden_dim, parse_args
+from Parameter import build_parser, check_against_encoder, default_run_name, model_hidden_dim, parse_args
 
 log = logging.getLogger("aste")
-
-
+STARTED = time.monotonic()  # --time_budget counts from the start of the process
+EXIT_TIME_BUDGET = 75  # "try again later" (EX_TEMPFAIL): neither success nor failure, for scripts
 LOG_FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
 
@@ -45,6 +47,7 @@ def setup_logging() -> logging.handlers.MemoryHandler:
         h.setFormatter(LOG_FORMAT)
     logging.basicConfig(level=logging.INFO, handlers=[console, early], force=True)
     logging.captureWarnings(True)  # warnings (ours and the libraries') reach train.log too
+    logging.raiseExceptions = False  # a full disk under train.log: the run's own one-line error, no logging tracebacks
     return early
 
 
@@ -61,7 +64,7 @@ def log_to_run_folder(run_dir: str, early: logging.handlers.MemoryHandler) -> No
 
 # ---- stages ---------------------------------------------------------------------------------------
 def open_run_folder(args, dist, early_log) -> RunFolder:
-    run = RunFolder(os.path.join(args.results_dir, args.dataset, args.run_name or default_run_name(args)))
+    run = RunFolder.inside(args.results_dir, args.dataset, args.run_name or default_run_name(args))
     try:
         os.makedirs(run.path, exist_ok=True)
     except OSError as err:
@@ -69,6 +72,7 @@ def open_run_folder(args, dist, early_log) -> RunFolder:
     if not os.access(run.path, os.W_OK):
         raise SystemExit(f"error: the run folder {run.path} is not writable (--results_dir)")
     if dist.is_main:
+        run.claim()  # before this process touches the folder: no links in it, and the lock (one process per run)
         log_to_run_folder(run.path, early_log)
     else:
         logging.getLogger().removeHandler(early_log)
@@ -76,7 +80,7 @@ def open_run_folder(args, dist, early_log) -> RunFolder:
     if run.has_history() and not args.resume:
         raise SystemExit(f"error: {run.path} already holds a run; use --resume to continue it or --run_name NAME")
     if dist.is_main:
-        for path in run.remove_temp_files():
+        for path in remove_temp_files(run.path):
             log.info("removed %s, left by an interrupted write", path)
     return run
 
@@ -95,7 +99,17 @@ def load_data(args, tokenizer, max_length: int, device, dist):
     if report.skipped or report.notes:
         log.warning("data report: %s", json.dumps(report.to_dict()["skipped"] | report.to_dict()["notes"]))
     loaders = {s: make_loader(datasets[s], args, s == "train", device, dist) for s in SPLITS}
-    return loaders, paths, report
+    files = {s: {"file": paths[s], "sentences": len(datasets[s])} | file_identity(paths[s]) for s in SPLITS}
+    return loaders, files, report
+
+
+def file_identity(path: str) -> dict:
+    """Size and sha256 of a data file: what --resume compares (paths change between Kaggle sessions)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
 
 
 def build_model(args, enc_config, device, dist) -> tuple[D2E2S, torch.nn.Module]:
@@ -106,7 +120,14 @@ def build_model(args, enc_config, device, dist) -> tuple[D2E2S, torch.nn.Module]
         (getattr(encoder, "activation_checkpointing_enable", None) or encoder.gradient_checkpointing_enable)()
     if args.freeze_transformer:
         encoder.requires_grad_(False)
-    model = D2E2S(encoder, model_config(args, enc_config.hidden_size)).to(device)
+    cfg = ModelConfig.from_flags(vars(args), enc_config.hidden_size, model_hidden_dim(args, enc_config.hidden_size))
+    try:
+        model = D2E2S(encoder, cfg).to(device)
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise OutOfMemory(f"out of memory building the model on {device} ({' '.join(str(err).split())[:160]}); "
+                          "check --hidden_dim, --size_embedding and --pair_distance_embedding") from None
     log.info("model: encoder %s (width %d), fusion %s (%s), %s semantic GCN; parameters: %s",
              args.pretrained_deberta_name, enc_config.hidden_size, args.fusion, model.fusion.__class__.__name__,
              "enhanced" if args.use_enhanced_semgcn else "plain",
@@ -132,9 +153,40 @@ def check_resume_flags(run: RunFolder, args) -> None:
         raise SystemExit(f"error: --resume with flags that differ from the run in {run.path}: " + ", ".join(conflicts))
 
 
-def resume_or_start(trainer: Trainer, run: RunFolder, args, dist) -> None:
+def already_finished(run: RunFolder, args, dist) -> dict | None:
+    finished = run.finished_summary()
+    if finished is not None:
+        check_resume_flags(run, args)
+        if dist.is_main:
+            run.remove_state()  # left behind if the run was killed between its final config write and this removal
+        log.info("%s already finished: %s", run.path, json.dumps(finished))
+    return finished
+
+
+def tensorboard_writer(run: RunFolder):
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(run.file("tensorboard"))
+
+
+def check_resume_data(run: RunFolder, config: dict) -> None:
+    """A run resumes on the data it was trained on: the same file contents and updates per epoch (the
+    learning-rate schedule counts them). Runs that predate the check recorded neither."""
+    saved = run.read_config()
+    for split, now in config["data"].items():
+        before = saved.get("data", {}).get(split, {})
+        if "sha256" in before and (before["bytes"], before["sha256"]) != (now["bytes"], now["sha256"]):
+            raise SystemExit(f"error: --resume: the {split} file {now['file']} ({now['bytes']} bytes) is not the one "
+                             f"the run in {run.path} was trained on ({before['file']}, {before['bytes']} bytes, "
+                             "another sha256); resume with that data, or start a new run")
+    if saved.get("updates_per_epoch", config["updates_per_epoch"]) != config["updates_per_epoch"]:
+        raise SystemExit(f"error: --resume: {config['updates_per_epoch']} updates per epoch, but the run in {run.path} "
+                         f"was trained with {saved['updates_per_epoch']}; resume with the same data and flags")
+
+
+def resume_or_start(trainer: Trainer, run: RunFolder, args, dist, config: dict) -> None:
     if args.resume and run.has_state():
         check_resume_flags(run, args)
+        check_resume_data(run, config)
         trainer.load_state_dict(run.load_state())
         if dist.is_main:
             run.write_history(trainer.state.history)  # epochs finished after the saved state are run again
@@ -153,8 +205,11 @@ def resume_or_start(trainer: Trainer, run: RunFolder, args, dist) -> None:
     dist.barrier()
 
 
-def finish(trainer: Trainer, run: RunFolder, config: dict) -> dict:
-    summary = trainer.summary()
+def finish(trainer: Trainer, run: RunFolder, config: dict, stopped: str) -> dict:
+    summary = trainer.summary(stopped)
+    if stopped == "patience":
+        log.info("stopped early: dev triplet F1 has not improved for %d epochs (--patience) since epoch %d",
+                 trainer.args.patience, summary["best_epoch"])
     run.write_config(config | {"summary": summary})
     best = trainer.state.history[summary["best_epoch"] - 1]
     log.info("test triplets by sentiment at best dev epoch %d:\n%s", summary["best_epoch"], sentiment_table(best["test"]))
@@ -167,20 +222,19 @@ def finish(trainer: Trainer, run: RunFolder, config: dict) -> dict:
     return summary
 
 
-def model_config(args, encoder_dim: int) -> ModelConfig:
-    return ModelConfig(
-        encoder_dim=encoder_dim, hidden_dim=model_hidden_dim(args, encoder_dim), lstm_layers=args.lstm_layers,
-        gcn_layers=args.gcn_layers, attention_heads=args.attention_heads, fusion=args.fusion,
-        cross_attention_heads=args.cross_attention_heads,
-        share_cross_attention_weights=args.share_cross_attention_weights,
-        cross_attention_window=args.cross_attention_window, enhanced_semgcn=args.use_enhanced_semgcn,
-        lstm_dropout=args.drop_out_rate, gcn_dropout=args.gcn_dropout, prop_drop=args.prop_drop,
-        attention_dropout=args.attention_dropout, size_embedding=args.size_embedding,
-        loss_weighting=args.loss_weighting, span_boundary=args.span_boundary,
-        pair_distance_embedding=args.pair_distance_embedding, fusion_output_block=args.fusion_output_block)
+def run_config(args, run: RunFolder, model: D2E2S, enc_config, files: dict, report: ReadReport,
+               updates_per_epoch: int, device) -> dict:
+    """config.json: every flag, the model, encoder, data files (with size and sha256) and environment."""
+    return {"args": vars(args), "run_dir": run.path, "model": model.cfg.to_dict(),
+            "encoder": {"name": args.pretrained_deberta_name, "type": enc_config.model_type,
+                        "hidden_size": enc_config.hidden_size, "layers": enc_config.num_hidden_layers},
+            "modules": {"fusion": model.fusion.__class__.__name__, "semantic_gcn": model.sem_gcn.__class__.__name__},
+            "parameters": model.parameter_counts(), "data": files, "updates_per_epoch": updates_per_epoch,
+            "data_report": report.to_dict(), "environment": environment_record(device, args.spacy_model),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def main(argv=None) -> dict | None:
+def main(argv=None) -> dict | int | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     early_log = setup_logging()
     args = parse_args(argv)                                                    # flags
@@ -195,47 +249,40 @@ def main(argv=None) -> dict | None:
     check_against_encoder(args, enc_config.hidden_size)
 
     run = open_run_folder(args, dist, early_log)                               # run folder
-    if args.resume and (finished := run.finished_summary()) is not None:
-        check_resume_flags(run, args)
-        if dist.is_main:
-            run.remove_state()  # left behind if the run was killed between its final config write and this removal
-        log.info("%s already finished: %s", run.path, json.dumps(finished))
+    if args.resume and (finished := already_finished(run, args, dist)) is not None:
         return finished
     dist.barrier()
     seed_everything(args.seed)
 
     tokenizer = load_tokenizer(args.pretrained_deberta_name)                   # data
-    loaders, paths, report = load_data(args, tokenizer, encoder_max_length(tokenizer, enc_config), device, dist)
+    loaders, files, report = load_data(args, tokenizer, encoder_max_length(tokenizer, enc_config), device, dist)
 
     model, train_model = build_model(args, enc_config, device, dist)          # model
 
     updates_per_epoch = -(-len(loaders["train"]) // args.grad_accum_steps)     # optimizer
-    writer = None
-    if args.tensorboard and dist.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(run.file("tensorboard"))
+    writer = tensorboard_writer(run) if args.tensorboard and dist.is_main else None
     trainer = Trainer(model, train_model, args, device, autocast_dtype, updates_per_epoch, dist, writer)
-    resume_or_start(trainer, run, args, dist)
-    config = {"args": vars(args), "run_dir": run.path, "model": model.cfg.to_dict(),
-              "encoder": {"name": args.pretrained_deberta_name, "type": enc_config.model_type,
-                          "hidden_size": enc_config.hidden_size, "layers": enc_config.num_hidden_layers},
-              "modules": {"fusion": model.fusion.__class__.__name__, "semantic_gcn": model.sem_gcn.__class__.__name__},
-              "parameters": model.parameter_counts(),
-              "data": {s: {"file": paths[s], "sentences": len(loaders[s].dataset)} for s in SPLITS},
-              "data_report": report.to_dict(),
-              "environment": environment_record(device, args.spacy_model),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    config = run_config(args, run, model, enc_config, files, report, updates_per_epoch, device)
+    resume_or_start(trainer, run, args, dist, config)
     if dist.is_main:
         run.write_config(config)
         run.save_encoder_files(enc_config, tokenizer)
 
-    trainer.fit(loaders, run)                                                  # fit
+    deadline = STARTED + 3600 * args.time_budget if args.time_budget else None  # fit
+    stopped = trainer.fit(loaders, run, deadline)
 
-    summary = finish(trainer, run, config) if dist.is_main else None           # summary
+    result = None                                                              # summary
+    if stopped == "time_budget":
+        resume = ["python", "train.py", *argv] + ([] if args.resume else ["--resume"])
+        log.info("time budget: stopped after epoch %d of %d, resume state saved; resume with: %s",
+                 trainer.state.epoch, args.epochs, shlex.join(resume))
+        result = EXIT_TIME_BUDGET
+    elif dist.is_main:
+        result = finish(trainer, run, config, stopped)
     if writer is not None:
         writer.close()
     dist.close()
-    return summary
+    return result
 
 
 # what --eval_only takes from the run unless given on the command line (how the run read, decoded and
@@ -259,6 +306,8 @@ def take_flags_from_run(args, saved: dict, argv: list[str]) -> None:
 def eval_only(args, argv: list[str]) -> None:
     """Re-evaluate a saved run with the same metrics as training."""
     device = pick_device(args.device)
+    run = RunFolder(args.checkpoint)
+    run.claim()  # no links in the folder, and no other process writing to it
     model, tokenizer, run_cfg = load_run(args.checkpoint, device)
     take_flags_from_run(args, run_cfg["args"], argv)
     report = ReadReport()
@@ -271,15 +320,11 @@ def eval_only(args, argv: list[str]) -> None:
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
     log.info("triplets by sentiment:\n%s", sentiment_table(m))
     name = os.path.basename(path).rsplit(".", 1)[0] if args.test_file else f"{args.dataset}_test"
-    out = os.path.join(args.checkpoint, f"eval_{name}")
+    if args.overlap_filter != saved_flag(run_cfg["args"], "overlap_filter", "spans"):  # re-scored: kept apart
+        name += f"_{args.overlap_filter}"
     decoding = {k: getattr(args, k) for k in ("sen_filter_threshold", "max_pairs", "overlap_filter", "max_span_size")}
-    try:
-        write_json({"file": path, "decoding": decoding, "metrics": m, "data_report": report.to_dict()},
-                   out + "_metrics.json")
-        write_jsonl(evaluator.prediction_records(), out + "_predictions.jsonl")
-    except OSError as err:
-        raise SystemExit(f"error: cannot write {out}_metrics.json: {err.strerror} (is the run folder read-only? "
-                         "copy it first)") from None
+    out = run.write_eval(name, {"file": path, "decoding": decoding, "metrics": m, "data_report": report.to_dict()},
+                         evaluator.prediction_records())
     log.info("wrote %s_metrics.json and %s_predictions.jsonl", out, out)
 
 

@@ -9,13 +9,14 @@ prediction for new sentences. Imports go one way: aste uses models, models never
   evaluator.py     exact-match P/R/F1 (aspect, opinion, entity, pair, triplet) and prediction records
   trainer.py       optimizer and schedule, training epochs, evaluation, the epoch loop
   environment.py   seeding, device and AMP checks, torchrun, versions and commit
-  runs.py          the run folder: config, metrics, weights, resume state, load_run
-  atomic.py        atomic file writes
-  predictor.py     Predictor: triplets for new sentences from a run folder
-  errors.py        one-line messages for bad input in the command-line tools
+  runs.py          the run folder: config, metrics, weights, resume state, lock, load_run
+  atomic.py        atomic file writes (with a disk-space check)
+  predictor.py     Predictor: triplets for new sentences from a run folder, an exported folder or the Hub
+  export.py        a run as a self-contained folder with a model card (Hugging Face conventions)
+  cli.py           one-line messages for the errors a user can fix (models.errors.UserError)
 
     from aste import Predictor
-    Predictor.from_run("Results/14res/<run>").predict(["The soup was cold but the staff were lovely ."])
+    Predictor.from_pretrained("Results/14res/<run>").predict("The soup was cold but the staff were lovely .")
 """
 from .predictor import Predictor
 

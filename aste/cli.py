@@ -5,24 +5,16 @@ from __future__ import annotations
 import os
 import sys
 
-from models.encoder import EncoderLoadError
-
-from .input_reader import BadExample, DataFileError
-from .parsing import PipelineNotFound
-from .runs import RunFolderError
-from .trainer import NonFiniteLoss, OutOfMemory
-
-USER_ERRORS = (BadExample, DataFileError, EncoderLoadError, PipelineNotFound, RunFolderError, NonFiniteLoss,
-               OutOfMemory)
+from models.errors import UserError
 
 
 def run_cli(main, argv=None) -> int:
-    """Call main(argv); a user error becomes 'error: <message>' on stderr and exit status 2."""
+    """Call main(argv); a UserError becomes 'error: <message>' on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("ASTE_DEBUG", "") not in ("", "0")
     try:
         result = main(argv)
-    except USER_ERRORS as err:
+    except UserError as err:
         if debug:
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

@@ -19,11 +19,7 @@ def split_paths(args) -> dict[str, str]:
     fmt = args.data_format
     data_dir = args.data_dir or os.path.join("data", "aste-v2" if fmt == "aste" else "d2e2s")
     name = "{}_triplets.txt" if fmt == "aste" else "{}_dep_triple_polarity_result.json"
-    paths = {s: os.path.join(data_dir, args.dataset, name.format(s)) for s in SPLITS}
-    for s in SPLITS:
-        if getattr(args, f"{s}_file", None):
-            paths[s] = getattr(args, f"{s}_file")
-    return paths
+    return {s: getattr(args, f"{s}_file", None) or os.path.join(data_dir, args.dataset, name.format(s)) for s in SPLITS}
 
 
 def load_split(path: str, args, report: ReadReport):

@@ -32,9 +32,7 @@ class EncodedSentence:
 
 
 def encoder_max_length(tokenizer, model_config=None) -> int:
-    limits = [getattr(tokenizer, "model_max_length", None)]
-    if model_config is not None:
-        limits.append(getattr(model_config, "max_position_embeddings", None))
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None)]
     # transformers sets model_max_length to a huge sentinel (about 1e30) when a tokenizer names no limit
     limits = [x for x in limits if isinstance(x, int) and 0 < x < 100_000]
     return min(limits) if limits else 512

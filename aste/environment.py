@@ -38,10 +38,17 @@ def cuda_build_supports(capability: tuple[int, int], arch_list: list[str]) -> bo
     return False
 
 
-def check_cuda_build(device: torch.device) -> None:
-    """Stop with one line when the installed torch has no kernels for this GPU (e.g. a P100, sm_60,
-    under a torch built for CUDA 12.8, which starts with sm_70): torch.cuda.is_available() is True
-    there, and the first kernel fails."""
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but no CUDA device is visible (use --device auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+    if device.type != "cuda":
+        return device
+    # stop with one line when the installed torch has no kernels for this GPU (e.g. a P100, sm_60, under
+    # a torch built for CUDA 12.8, which starts with sm_70): torch.cuda.is_available() is True there,
+    # and the first kernel fails
     arch_list = torch.cuda.get_arch_list()
     capability = torch.cuda.get_device_capability(device)
     if arch_list and not cuda_build_supports(capability, arch_list):
@@ -51,23 +58,7 @@ def check_cuda_build(device: torch.device) -> None:
             f"{torch.__version__} (CUDA {torch.version.cuda}, built for {' '.join(arch_list)}); install a build "
             f"with {sm} kernels, e.g. pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126 "
             "(README, 'On Kaggle')")
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is visible (use --device auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
-    if device.type == "cuda":
-        check_cuda_build(device)
     return device
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """bf16 in hardware (Ampere, sm_80, and later). torch.cuda.is_bf16_supported() also counts
-    emulation, and so says True on a P100, where bf16 would run slowly."""
-    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -77,7 +68,9 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         log.warning("--amp %s ignored on CPU (fp32)", amp)
         return None
-    if amp == "bf16" and not has_native_bf16(device):
+    # bf16 in hardware needs sm_80 (Ampere) or later: torch.cuda.is_bf16_supported() also counts
+    # emulation, and so says True on a P100, where bf16 would run slowly
+    if amp == "bf16" and torch.cuda.get_device_capability(device) < (8, 0):
         raise SystemExit(f"error: --amp bf16: {torch.cuda.get_device_name(device)} has no bf16 in hardware "
                          "(it needs sm_80 or later; a P100 is sm_60): use --amp fp16")
     return torch.float16 if amp == "fp16" else torch.bfloat16

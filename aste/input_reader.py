@@ -4,7 +4,8 @@ Two formats:
   * D2E2S JSON (``<split>_dep_triple_polarity_result.json``): tokens, entities (end exclusive),
     sentiments (head = target index, tail = opinion index), POS tags, UD dependencies (1-based).
   * raw ASTE-V2 (``<split>_triplets.txt``): ``words####[([a..], [o..], 'POS'), ...]`` with
-    0-based inclusive word indices. Dependencies come from spaCy (see ``aste.parsing``).
+    0-based inclusive word indices; words are split on whitespace (``str.split()``, as the ASTE-V2 readers do).
+    Dependencies come from spaCy (see ``aste.parsing``).
 
 Every problem with an example raises `BadExample` naming the file and the sentence/line. With
 ``on_bad_example="skip"`` the example is dropped instead and counted in `ReadReport`; nothing is
@@ -13,18 +14,21 @@ dropped silently.
 from __future__ import annotations
 
 import ast
+import codecs
 import json
 import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from models.errors import UserError
+
 log = logging.getLogger(__name__)
 
 SENTIMENT_ALIASES = {"POS": "POS", "POSITIVE": "POS", "NEG": "NEG", "NEGATIVE": "NEG", "NEU": "NEU", "NEUTRAL": "NEU"}
 
 
-class BadExample(ValueError):
+class BadExample(UserError, ValueError):
     """An example that cannot be used, with where it is and why (the message says both)."""
 
     def __init__(self, where: str, reason: str, kind: str):
@@ -32,7 +36,7 @@ class BadExample(ValueError):
         self.where, self.reason, self.kind = where, reason, kind
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError, ValueError):
     """A data file that cannot be read at all (missing, a folder, not text)."""
 
 
@@ -52,16 +56,7 @@ class Sentence:
     triplets: list[Triplet]
     heads: list[int] | None  # dependency head per word, 1-based, 0 = root; None = not parsed yet
     where: str  # "file:line" or "file[#index]" for messages
-    orig_id: str | None = None
     parse_mismatch: bool = False  # the file's parse did not match the words; re-parsed
-
-    @property
-    def aspects(self) -> set[tuple[int, int]]:
-        return {t.aspect for t in self.triplets}
-
-    @property
-    def opinions(self) -> set[tuple[int, int]]:
-        return {t.opinion for t in self.triplets}
 
 
 @dataclass
@@ -72,7 +67,10 @@ class ReadReport:
     notes: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)  # first few messages, for the log
 
-    def add_skip(self, err: BadExample) -> None:
+    def add_skip(self, err: BadExample, on_bad_example: str = "skip") -> None:
+        """Count and log a skipped example; unless on_bad_example is "skip", raise it instead."""
+        if on_bad_example != "skip":
+            raise err
         self.skipped[err.kind] += 1
         if len(self.examples) < 20:
             self.examples.append(str(err))
@@ -82,8 +80,12 @@ class ReadReport:
         return {"skipped": dict(self.skipped), "notes": dict(self.notes), "skipped_examples": self.examples}
 
 
+def _is_index(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # True/False are ints to Python, not indices
+
+
 def _check_span(where: str, start: int, end: int, n: int, what: str) -> tuple[int, int]:
-    if not (isinstance(start, int) and isinstance(end, int)):
+    if not (_is_index(start) and _is_index(end)):
         raise BadExample(where, f"{what} span {start!r}..{end!r} is not made of integers", "bad_span")
     if start < 0 or end < 0:
         raise BadExample(where, f"{what} span {start}..{end} has a negative index "
@@ -121,12 +123,14 @@ def _check_file(path: str) -> None:
 def _read_text(path: str) -> str:
     _check_file(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is dropped, in every format
             return f.read()
     except UnicodeDecodeError as e:
         with open(path, "rb") as f:
-            line = f.read()[: e.start].count(b"\n") + 1
-        raise BadExample(f"{path}:{line}", f"not valid UTF-8 ({e.reason} at byte {e.start})", "encoding") from None
+            data = f.read()
+        pos = e.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # e.start: after the BOM
+        line = data[:pos].count(b"\n") + 1
+        raise BadExample(f"{path}:{line}", f"not valid UTF-8 ({e.reason} at byte {pos})", "encoding") from None
 
 
 def parse_d2e2s_item(item, where: str) -> Sentence:
@@ -157,32 +161,40 @@ def parse_d2e2s_item(item, where: str) -> Sentence:
             head, tail, label = rel["head"], rel["tail"], rel["type"]
         except (TypeError, KeyError):
             raise BadExample(where, f"sentiment #{k} must have type/head/tail", "malformed") from None
-        if not (isinstance(head, int) and isinstance(tail, int) and 0 <= head < len(entities) and 0 <= tail < len(entities)):
+        if not (_is_index(head) and _is_index(tail)):
+            raise BadExample(where, f"sentiment #{k}: head/tail {head!r}/{tail!r} are not entity numbers", "malformed")
+        if not (0 <= head < len(entities) and 0 <= tail < len(entities)):
             raise BadExample(where, f"sentiment #{k} points to entity {head}/{tail}, but there are {len(entities)}",
                              "span_out_of_range")
         if entities[head][0] != "target" or entities[tail][0] != "opinion":
             raise BadExample(where, f"sentiment #{k} must go from a target to an opinion", "malformed")
         triplets.append(Triplet(entities[head][1], entities[tail][1], _sentiment(where, label)))
-    heads = None
     parse_words = [p[0] for p in item["pos"]] if isinstance(item.get("pos"), list) else None
     deps = item.get("dependency")
     if deps is not None and (len(deps) != n or (parse_words is not None and parse_words != tokens)):
         # The D2E2S parses of ~15% of sentences were made on another tokenisation (punctuation
         # dropped, '8pm' split...), so their word indices do not match `tokens`. Such a parse is not
         # used; the sentence is re-parsed on its own words (aste.parsing) and counted.
-        return Sentence(tokens, triplets, None, where, item.get("orig_id"), parse_mismatch=True)
-    if deps is not None:
-        heads = [0] * n
-        for k, dep in enumerate(deps):
-            try:
-                _rel, head, child = dep
-            except (TypeError, ValueError):
-                raise BadExample(where, f"dependency #{k} must be [relation, head, dependent]", "malformed") from None
-            if not (isinstance(head, int) and isinstance(child, int) and 0 <= head <= n and 1 <= child <= n):
-                raise BadExample(where, f"dependency #{k} ({head} -> {child}) is out of range for {n} words",
-                                 "span_out_of_range")
-            heads[child - 1] = head
-    return Sentence(tokens, triplets, heads, where, item.get("orig_id"))
+        return Sentence(tokens, triplets, None, where, parse_mismatch=True)
+    return Sentence(tokens, triplets, None if deps is None else _dependency_heads(where, deps, n), where)
+
+
+def _dependency_heads(where: str, deps: list, n: int) -> list[int]:
+    """[relation, head, dependent] triples (1-based, head 0 = root) -> the head of each word."""
+    heads = [0] * n
+    for k, dep in enumerate(deps):
+        try:
+            _rel, head, child = dep
+        except (TypeError, ValueError):
+            raise BadExample(where, f"dependency #{k} must be [relation, head, dependent]", "malformed") from None
+        if not (_is_index(head) and _is_index(child)):
+            raise BadExample(where, f"dependency #{k}: head/dependent {head!r}/{child!r} are not word numbers",
+                             "malformed")
+        if not (0 <= head <= n and 1 <= child <= n):
+            raise BadExample(where, f"dependency #{k} ({head} -> {child}) is out of range for {n} words",
+                             "span_out_of_range")
+        heads[child - 1] = head
+    return heads
 
 
 def read_d2e2s(path: str, on_bad_example: str = "error", report: ReadReport | None = None) -> list[Sentence]:
@@ -204,9 +216,7 @@ def read_d2e2s(path: str, on_bad_example: str = "error", report: ReadReport | No
             if sentence.parse_mismatch:
                 report.notes["parse_on_other_tokenisation_reparsed"] += 1
         except BadExample as err:
-            if on_bad_example != "skip":
-                raise
-            report.add_skip(err)
+            report.add_skip(err, on_bad_example)
     return sentences
 
 
@@ -214,7 +224,7 @@ def parse_aste_line(line: str, where: str) -> Sentence:
     if "####" not in line:
         raise BadExample(where, "expected 'sentence####[triplets]' (no '####' separator)", "malformed")
     text, _, labels = line.partition("####")
-    tokens = _check_tokens(where, text.split(" ") if text.strip() else [])
+    tokens = _check_tokens(where, text.split())  # any run of whitespace, as the ASTE-V2 readers: no empty words
     n = len(tokens)
     try:
         raw = ast.literal_eval(labels.strip())  # literals only: never eval()
@@ -229,8 +239,9 @@ def parse_aste_line(line: str, where: str) -> Sentence:
             raise BadExample(where, f"triplet #{k} must be (aspect indices, opinion indices, sentiment)", "malformed")
         spans = []
         for what, idx in (("aspect", trip[0]), ("opinion", trip[1])):
-            if not (isinstance(idx, list) and idx and all(isinstance(i, int) for i in idx)):
-                raise BadExample(where, f"triplet #{k}: {what} must be a non-empty list of word indices", "malformed")
+            if not (isinstance(idx, list) and idx and all(_is_index(i) for i in idx)):
+                raise BadExample(where, f"triplet #{k}: {what} must be a non-empty list of word indices, not {idx!r}",
+                                 "malformed")
             if idx != list(range(idx[0], idx[0] + len(idx))) and -1 not in idx:
                 raise BadExample(where, f"triplet #{k}: {what} indices {idx} are not consecutive and increasing "
                                  "(a span is [i] or [i, i+1, ..., j])", "bad_span")
@@ -254,9 +265,7 @@ def read_aste(path: str, on_bad_example: str = "error", report: ReadReport | Non
                 raise BadExample(where, "empty line", "empty_sentence")
             sentences.append(parse_aste_line(line, where))
         except BadExample as err:
-            if on_bad_example != "skip":
-                raise
-            report.add_skip(err)
+            report.add_skip(err, on_bad_example)
     return sentences
 
 
@@ -265,7 +274,7 @@ def detect_format(path: str) -> str:
         return "d2e2s"
     if path.endswith(".txt"):
         return "aste"
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         head = f.read(64).lstrip()
     return "d2e2s" if head.startswith("[") else "aste"
 

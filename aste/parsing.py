@@ -13,6 +13,8 @@ import logging
 import os
 from importlib import metadata
 
+from models.errors import UserError
+
 from .input_reader import Sentence
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def package_version(name: str) -> str | None:
         return None
 
 
-class PipelineNotFound(RuntimeError):
+class PipelineNotFound(UserError):
     """The spaCy pipeline is not installed; the message says how to install it."""
 
 
@@ -45,7 +47,6 @@ def resolve_spacy_name(name: str) -> str:
 @functools.lru_cache(maxsize=2)
 def load_spacy(name: str = "en_core_web_sm"):
     import spacy
-
     resolved = resolve_spacy_name(name)
     try:
         nlp = spacy.load(resolved, exclude=["ner", "lemmatizer"])
@@ -60,7 +61,6 @@ def load_spacy(name: str = "en_core_web_sm"):
 def parse_heads(word_lists: list[list[str]], nlp, batch_size: int = 256) -> list[list[int]]:
     """1-based dependency head per word (0 = root) for each list of words."""
     from spacy.tokens import Doc
-
     # spaCy cannot hold an empty word; parse a placeholder in its place (indices are unchanged)
     docs = (Doc(nlp.vocab, words=[w if w.strip() else "_" for w in words]) for words in word_lists)
     heads = []
@@ -79,20 +79,17 @@ def add_parses(sentences: list[Sentence], spacy_model: str = "en_core_web_sm", c
     cache_path = None
     if cache_dir:
         name = resolve_spacy_name(spacy_model)
-        version = package_version(name)
         # the key names the pipeline and its version without loading it (a cache hit costs no model load)
-        key = hashlib.sha256(json.dumps([name, version, words]).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([name, package_version(name), words]).encode()).hexdigest()
         cache_path = os.path.join(cache_dir, f"parse-{key[:24]}.json")
-        if os.path.isfile(cache_path):
-            with open(cache_path, encoding="utf-8") as f:
-                heads = json.load(f)
-            for s, h in zip(todo, heads):
-                s.heads = h
-            return
-    nlp = nlp or load_spacy(spacy_model)
-    heads = parse_heads(words, nlp)
+    cached = cache_path is not None and os.path.isfile(cache_path)
+    if cached:
+        with open(cache_path, encoding="utf-8") as f:
+            heads = json.load(f)
+    else:
+        heads = parse_heads(words, nlp or load_spacy(spacy_model))
     for s, h in zip(todo, heads):
         s.heads = h
-    if cache_path:
+    if cache_path and not cached:
         from .atomic import write_json
         write_json(heads, cache_path)

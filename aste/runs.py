@@ -1,23 +1,18 @@
-"""The run folder ``<results_dir>/<dataset>/<run_name>/``: what a run writes and how it is read back.
-
-  config.json             every flag, model config, encoder, module parameter counts, data report,
-                          environment (versions, device, GPU, commit); once finished, the summary
-  metrics.jsonl           one line per finished epoch: losses, every P/R/F1 on dev and test, seconds
-  best.safetensors        weights of the best-dev epoch (safetensors: never pickled)
-  encoder/                encoder config + tokenizer files: the folder predicts offline
-  test_predictions.jsonl  test sentences with gold and predicted triplets at the best-dev epoch
-  best_dev_metrics.json   dev metrics of that epoch
-  state.pt                resume state (model, optimizer, scheduler, scaler, RNG, history); removed
-                          when the run finishes
-
-Every file is written atomically. metrics.jsonl is rewritten whole from the history after each
-epoch, so after any kill it holds exactly the finished epochs, and a resumed run rewrites it from the
-history it loaded (never appends to one it did not load).
+"""The run folder ``<results_dir>/<dataset>/<run_name>/`` (its files: docs/design.md, "The run folder"):
+what a run writes and how it is read back. Every file is written atomically (the large ones after a check
+that the disk has room). metrics.jsonl is rewritten whole from the history after each epoch, so after any
+kill it holds exactly the finished epochs (a resumed run rewrites it from the history it loaded, never
+appends to one it did not load). A run folder holds no symbolic links and never leads out of
+--results_dir (both refused when it is opened).
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import shutil
+import socket
 
 import torch
 from safetensors import SafetensorError
@@ -25,18 +20,38 @@ from safetensors.torch import load_model, save_model
 
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from models.fusion import default_output_block, fusion_heads
+from models.fusion import FUSIONS, OPTIONS
+from models.errors import UserError
 
-from .atomic import atomic_write, remove_temp_files, write_json, write_jsonl
+from .atomic import DiskFullError, atomic_write, size_text, write_json, write_jsonl
+
+log = logging.getLogger("aste")
+LOCK_FILE = ".lock"
+SPACE_MARGIN = 16 * 2**20  # file headers, and the small files written next
+SPACE_ADVICE = ("Free space (other runs' state.pt and best.safetensors are the large files), or use a --results_dir "
+                "on a larger disk; --no_checkpoint leaves out best.safetensors")
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError):
     """A run folder that cannot be read or used; the message names the file and what to do."""
 
 
 class RunFolder:
     def __init__(self, path: str):
         self.path = path
+
+    @classmethod
+    def inside(cls, results_dir: str, dataset: str, run_name: str) -> "RunFolder":
+        """<results_dir>/<dataset>/<run_name>, refused where it would lead out of --results_dir (a name with
+        a path separator or '..', or a symbolic link on the way; --results_dir itself may be a link)."""
+        check_name("--dataset", dataset)
+        check_name("--run_name", run_name)
+        path = os.path.join(results_dir, dataset, run_name)
+        root, real = os.path.realpath(results_dir), os.path.realpath(path)
+        if os.path.commonpath([root, real]) != root:
+            raise RunFolderError(f"{path} leads to {real}, outside --results_dir {results_dir} (a symbolic link on "
+                                 "the way): remove the link, or use another --run_name")
+        return cls(path)
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -59,9 +74,7 @@ class RunFolder:
         write_json(config, self.file("config.json"))
 
     def finished_summary(self) -> dict | None:
-        if not os.path.isfile(self.file("config.json")):
-            return None
-        return self.read_config().get("summary")
+        return self.read_config().get("summary") if os.path.isfile(self.file("config.json")) else None
 
     def has_history(self) -> bool:
         return os.path.exists(self.file("metrics.jsonl"))
@@ -72,6 +85,21 @@ class RunFolder:
     def write_best_epoch(self, test_predictions: list[dict], dev_metrics: dict) -> None:
         write_jsonl(test_predictions, self.file("test_predictions.jsonl"))
         write_json(dev_metrics, self.file("best_dev_metrics.json"))
+
+    def write_eval(self, name: str, metrics: dict, predictions: list[dict]) -> str:
+        """--eval_only's eval_<name>_metrics.json and eval_<name>_predictions.jsonl; returns their prefix."""
+        out = self.file(f"eval_{name}")
+        if {"/", os.sep} & set(name):
+            raise RunFolderError(f"{out}_metrics.json would lead out of the run folder ('/' in --dataset)")
+        try:
+            write_json(metrics, out + "_metrics.json")
+            write_jsonl(predictions, out + "_predictions.jsonl")
+        except DiskFullError:
+            raise
+        except OSError as err:
+            raise RunFolderError(f"cannot write {out}_metrics.json: {err.strerror} (is the run folder read-only? "
+                                 "copy it first)") from None
+        return out
 
     def best_epoch_on_disk(self) -> int | None:
         """The epoch of the best-epoch files now in the folder (from best_dev_metrics.json)."""
@@ -87,11 +115,56 @@ class RunFolder:
             if os.path.exists(self.file(name)):
                 os.remove(self.file(name))
 
-    def remove_temp_files(self) -> list[str]:
-        return remove_temp_files(self.path)
+    # ---- one writer, writes in place ----------------------------------------------------------------
+    def claim(self) -> None:
+        """Before this process touches the folder (train, --resume, --eval_only): no links, and the lock."""
+        self.refuse_links()
+        self.lock()
+
+    def refuse_links(self) -> None:
+        """Writes stay in the folder: neither it nor anything in it may be a symbolic link (a linked
+        train.log, encoder/ or state.pt would be written through)."""
+        links = [self.path] if os.path.islink(os.path.normpath(self.path)) else []
+        for folder, dirs, files in os.walk(self.path):
+            links += [os.path.join(folder, n) for n in dirs + files if os.path.islink(os.path.join(folder, n))]
+        if links:
+            raise RunFolderError(f"{links[0]} is a symbolic link (to {os.readlink(links[0])}); a run folder holds its "
+                                 "own files: replace the link with a copy, or use another --run_name")
+
+    def lock(self) -> None:
+        """One process per run folder: an OS lock on .lock, held until this process ends; the kernel
+        releases it however the process ends (a killed run, or a folder copied elsewhere, is never
+        locked). The holder's pid and host go into the file, for the message a second start gets."""
+        path = self.file(LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise RunFolderError(f"{path}: cannot create the lock file ({err.strerror}); is the run folder "
+                                 "read-only? copy it first") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderError(f"{self.path} is in use by {holder} (one process per run folder): wait for it to "
+                                 "end, or use another --run_name") from None
+        except OSError as err:  # a filesystem without locks
+            log.warning("%s not locked (%s): start no second process on it", self.path, err.strerror)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self.lock_fd = fd  # never closed: closing it would release the lock
+
+    def check_space(self, name: str, needed: int) -> None:
+        """Stop before writing `name` when the disk cannot hold it beside its previous version (an atomic
+        write keeps both until the rename)."""
+        free = shutil.disk_usage(self.path).free
+        if needed + SPACE_MARGIN > free:
+            raise DiskFullError(f"cannot write {self.file(name)}: it needs about {size_text(needed)} and the disk "
+                                f"has {size_text(free)} free; the previous files are kept. {SPACE_ADVICE}")
 
     # ---- weights, encoder files, resume state ---------------------------------------------------
     def save_best(self, model: torch.nn.Module) -> None:
+        self.check_space("best.safetensors", tensor_bytes(model.state_dict()))
         atomic_write(self.file("best.safetensors"), lambda tmp: save_model(model, tmp))  # handles tied tensors
 
     def load_best(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
@@ -118,7 +191,12 @@ class RunFolder:
         return os.path.isfile(self.file("state.pt"))
 
     def save_state(self, state: dict) -> None:
-        atomic_write(self.file("state.pt"), lambda tmp: torch.save(state, tmp))
+        self.check_space("state.pt", tensor_bytes(state))
+
+        def write(tmp):
+            with open(tmp, "wb") as f:  # a file object: a full disk reaches atomic_write as ENOSPC
+                torch.save(state, f)
+        atomic_write(self.file("state.pt"), write)
 
     def load_state(self) -> dict:
         path = self.file("state.pt")
@@ -133,10 +211,46 @@ class RunFolder:
             os.remove(self.file("state.pt"))
 
 
-def load_run(run_dir: str, device: str | torch.device = "cpu"):
+def tensors(obj):
+    """The tensors in a nested state dict (dicts, lists, tuples)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (dict, list, tuple)):
+        for x in obj.values() if isinstance(obj, dict) else obj:
+            yield from tensors(x)
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensor storages in a nested state dict, each storage once (tied weights share one)."""
+    storages = {(t.device, t.untyped_storage().data_ptr()): t.untyped_storage().nbytes() for t in tensors(obj)}
+    return sum(storages.values())
+
+
+def check_name(flag: str, name: str) -> None:
+    """A run or dataset name is one folder name: nothing that leads elsewhere."""
+    if name in ("", ".", "..") or {"/", os.sep, "\0"} & set(name):
+        raise RunFolderError(f"{flag} {name!r}: must be a single folder name (no '/', not '.' or '..')")
+
+
+# ModelConfig fields renamed to the flags' names; the fusion options were fields of their own
+RENAMED_MODEL_FIELDS = {"lstm_dropout": "drop_out_rate", "enhanced_semgcn": "use_enhanced_semgcn"}
+
+
+def model_config(saved: dict) -> ModelConfig:
+    """ModelConfig from config.json's 'model' section, also as runs before the fusion registry wrote it."""
+    saved = {RENAMED_MODEL_FIELDS.get(k, k): v for k, v in saved.items()}
+    if "fusion_options" not in saved:
+        # the output block's old default was off; a heads count of None meant the fusion's default
+        old = {"fusion_output_block": False} | {k: saved.pop(k) for k in list(saved) if k in OPTIONS}
+        accepted = FUSIONS[saved.get("fusion", "tin")].defaults
+        saved["fusion_options"] = {k: old[k] if old.get(k) is not None else v for k, v in accepted.items()}
+    return ModelConfig(**saved)
+
+
+def load_run(run_dir: "str | RunFolder", device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, tokenizer, config.json) from a run folder alone: no network
     and no copy of the original encoder needed."""
-    run = RunFolder(run_dir)
+    run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     config = run.read_config()
     enc_dir = run.file("encoder")
     try:
@@ -145,44 +259,15 @@ def load_run(run_dir: str, device: str | torch.device = "cpu"):
     except RuntimeError as err:
         raise RunFolderError(f"{enc_dir}: {str(err).splitlines()[0]}") from None
     try:
-        model = D2E2S(encoder, ModelConfig(**config["model"]))
+        model = D2E2S(encoder, model_config(config["model"]))
     except (TypeError, ValueError, KeyError) as err:
         raise RunFolderError(f"{run.file('config.json')}: its 'model' section does not describe a model ({err})") from None
     run.load_best(model, device)
     return model.to(device).eval(), tokenizer, config
 
 
-def default_run_name(args) -> str:
-    parts = [args.fusion]
-    heads = fusion_heads(args.fusion, args.cross_attention_heads)
-    if heads is not None:
-        parts.append(f"h{heads}")
-    if args.use_enhanced_semgcn:
-        parts.append("esem")
-    if args.share_cross_attention_weights:
-        parts.append("shared")
-    if args.cross_attention_window:
-        parts.append(f"win{args.cross_attention_window}")
-    if args.loss_weighting != "fixed":
-        parts.append(args.loss_weighting)
-    if args.fusion_output_block != default_output_block(args.fusion):
-        parts.append("ob" if args.fusion_output_block else "no-ob")
-    if args.span_boundary:
-        parts.append("bd")
-    if args.pair_distance_embedding:
-        parts.append(f"dist{args.pair_distance_embedding}")
-    if args.neg_overlap_fraction or args.neg_overlap_pairs:
-        parts.append(f"hn{args.neg_overlap_fraction:g}x{args.neg_overlap_pairs}")
-    if args.fusion_lr is not None:
-        parts.append(f"flr{args.fusion_lr:g}")
-    if args.overlap_filter != "spans":  # not the default
-        parts.append(f"decode-{args.overlap_filter}")
-    enc = os.path.basename(os.path.normpath(args.pretrained_deberta_name)).lower()
-    return "-".join([enc] + parts + [f"seed{args.seed}"])
-
-
 # What runs made before a flag existed did, where that is not the flag's default today.
-BEFORE_FLAG_EXISTED = {"overlap_filter": "none", "fusion_output_block": False}
+BEFORE_FLAG_EXISTED = {"overlap_filter": "none", "fusion_output_block": False, "patience": 0}
 
 
 def saved_flag(saved: dict, key: str, default):
@@ -191,9 +276,10 @@ def saved_flag(saved: dict, key: str, default):
 
 
 # flags that may differ between a run and its resumption (they do not change what is computed)
+# (data paths change between Kaggle sessions: the files' contents are checked instead, train.py)
 RESUME_FREE = {"resume", "threads", "num_workers", "log_every", "tensorboard", "device", "results_dir", "run_name",
-               "save_state_every", "debug", "config"}
-PATH_FLAGS = {"train_file", "dev_file", "test_file", "data_dir", "pretrained_deberta_name"}
+               "save_state_every", "debug", "config", "time_budget", "train_file", "dev_file", "test_file", "data_dir"}
+PATH_FLAGS = {"pretrained_deberta_name"}
 
 
 def resume_conflicts(saved: dict, args, defaults: dict) -> list[str]:

@@ -73,16 +73,13 @@ class ASTEDataset(Dataset):
             try:
                 enc = encode_sentence(s, tokenizer, max_length, self.report)
             except BadExample as err:
-                if on_bad_example != "skip":
-                    raise
-                self.report.add_skip(err)
+                self.report.add_skip(err, on_bad_example)
                 self.skipped.append((i, err))
                 continue
             self.sentences.append(s)
             self.encoded.append(enc)
             self.source_index.append(i)
-        self.max_span_size = max_span_size
-        self.train = train
+        self.max_span_size, self.train = max_span_size, train
         self.neg_entity_count, self.neg_triple_count = neg_entity_count, neg_triple_count
         self.neg_overlap_fraction, self.neg_overlap_pairs = neg_overlap_fraction, neg_overlap_pairs
         self.seed, self.epoch = seed, 0

@@ -5,7 +5,7 @@ package (aste): it takes tensors and returns logits, spans and triplets.
   encoder.py   loading the pretrained encoder and tokenizer (hub name, folder, or the offline MiniLM)
   lstm.py      a bidirectional LSTM over padded batches (what packing computes, without packing)
   gcn.py       the syntactic GCN (dependency tree) and the (enhanced) semantic GCN (attention graph)
-  fusion/      one module per fusion type (tin, tin_no_lstm, cross_attention, lightweight) and the registry
+  fusion/      the registry; one file per fusion: tin.py (tin, tin_no_lstm), cross_attention.py, lightweight.py
   heads.py     span and span-pair classifiers
   span_ops.py  max-pooling over word ranges (a sparse table: no batch x spans x tokens x hidden tensor)
   labels.py    class ids shared with the data package

@@ -11,14 +11,14 @@ M = 2 * hidden_dim (default hidden_dim = D / 2, so M = D).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .encoder import pool_subwords
-from .fusion import build_fusion
+from .fusion import OPTIONS, build_fusion, fusion_options
 from .gcn import EnhancedSemanticGCN, SemanticGCN, SyntacticGCN
 from .heads import PairClassifier, SpanClassifier
 from .decoding import enumerate_pairs, overlap_losers, triplet_overlap_losers
@@ -29,17 +29,17 @@ from .span_ops import RangeMax
 
 @dataclass
 class ModelConfig:
+    """The model's settings, named as train.py's flags (config.json's 'model' section);
+    fusion_options holds the options of the chosen fusion (models/fusion)."""
     encoder_dim: int
     hidden_dim: int
     lstm_layers: int = 2
     gcn_layers: int = 2
     attention_heads: int = 1
     fusion: str = "tin"
-    cross_attention_heads: int | None = None
-    share_cross_attention_weights: bool = False
-    cross_attention_window: int = 0
-    enhanced_semgcn: bool = False
-    lstm_dropout: float = 0.5
+    fusion_options: dict = field(default_factory=dict)
+    use_enhanced_semgcn: bool = False
+    drop_out_rate: float = 0.5
     gcn_dropout: float = 0.1
     prop_drop: float = 0.1
     attention_dropout: float = 0.1
@@ -47,7 +47,15 @@ class ModelConfig:
     loss_weighting: str = "fixed"
     span_boundary: bool = False
     pair_distance_embedding: int = 0
-    fusion_output_block: bool = False
+
+    @classmethod
+    def from_flags(cls, flags: dict, encoder_dim: int, hidden_dim: int) -> "ModelConfig":
+        """From train.py's parsed flags (vars(args)): every field of the same name, and the options
+        of the chosen fusion."""
+        names = {f.name for f in fields(cls)} - {"encoder_dim", "hidden_dim", "fusion_options"}
+        options = fusion_options(flags["fusion"], {k: flags.get(k) for k in OPTIONS})
+        return cls(encoder_dim=encoder_dim, hidden_dim=hidden_dim, fusion_options=options,
+                   **{k: flags[k] for k in names})
 
     @property
     def width(self) -> int:
@@ -74,14 +82,13 @@ class D2E2S(nn.Module):
         self.cfg = cfg
         self.encoder = encoder  # as transformers' AutoModel returns it
         M = cfg.width
-        self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.lstm_dropout)
-        self.lstm_dropout = nn.Dropout(cfg.lstm_dropout)
+        self.lstm = MaskedBiLSTM(cfg.encoder_dim, cfg.hidden_dim, cfg.lstm_layers, cfg.drop_out_rate)
+        self.lstm_dropout = nn.Dropout(cfg.drop_out_rate)
         self.word_proj = nn.Identity() if cfg.encoder_dim == M else nn.Linear(cfg.encoder_dim, M)
         self.syn_gcn = SyntacticGCN(M, cfg.gcn_layers, cfg.gcn_dropout)
-        semgcn = EnhancedSemanticGCN if cfg.enhanced_semgcn else SemanticGCN
+        semgcn = EnhancedSemanticGCN if cfg.use_enhanced_semgcn else SemanticGCN
         self.sem_gcn = semgcn(M, cfg.attention_heads, cfg.gcn_layers, cfg.gcn_dropout)
-        self.fusion = build_fusion(cfg.fusion, M, cfg.cross_attention_heads, cfg.share_cross_attention_weights,
-                                   cfg.cross_attention_window, cfg.attention_dropout, cfg.fusion_output_block)
+        self.fusion = build_fusion(cfg.fusion, M, cfg.attention_dropout, **cfg.fusion_options)
         self.self_attention = nn.MultiheadAttention(M, cfg.attention_heads, dropout=cfg.attention_dropout,
                                                     batch_first=True)
         self.head_dropout = nn.Dropout(cfg.prop_drop)
@@ -151,63 +158,38 @@ class D2E2S(nn.Module):
                                                       reduction="sum") / pair_logits.shape[-1]
         span_loss = span_sum / (span_norm if span_norm is not None else max(span_logits.shape[0], 1))
         pair_loss = pair_sum / (pair_norm if pair_norm is not None else max(pair_logits.shape[0], 1))
-        if self.loss_weights is not None:
-            total = self.loss_weights([span_loss, pair_loss])
-        else:
-            total = span_loss + pair_loss
+        total = span_loss + pair_loss if self.loss_weights is None else self.loss_weights([span_loss, pair_loss])
         return total, span_loss.detach(), pair_loss.detach()
 
     # ---- inference ------------------------------------------------------------------------
+    @torch.no_grad()
     def predict(self, batch: dict, threshold: float, max_pairs: int, overlap: str = "spans") -> dict:
         """Classify every candidate span, pair every predicted aspect with every predicted opinion of
         the same sentence (at most max_pairs per sentence, best span scores first), score the pairs.
         overlap (--overlap_filter): "spans" keeps the best-scoring of overlapping predicted spans of
         one type before pairing; "triplets" keeps, among triplets that share one span and whose other
-        spans overlap, the best-scoring one. All tensor ops; returns tensors (on the model's device)."""
-        return self.predict_decodings(batch, threshold, max_pairs, (overlap,))[overlap]
-
-    @torch.no_grad()
-    def predict_decodings(self, batch: dict, threshold: float, max_pairs: int, overlaps) -> dict[str, dict]:
-        """predict() under several --overlap_filter options at once, {option: output}: the encoder, the
-        graphs and the span head run once, the pair head once per distinct set of paired spans."""
+        spans overlap, the best-scoring one; "none" keeps all. All tensor ops; returns tensors (on the
+        model's device)."""
         h = self.features(batch)
         table, ctx = self.span_inputs(batch, h)
         spans = batch["spans"]
         span_logits, pooled, width = self.span_head(table, spans, ctx)
-        probs = span_logits.float().softmax(-1)
-        score, predicted = probs.max(-1)
-
-        def triplets_of(label):  # pairs of the predicted aspects and opinions that pass the threshold
-            pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
-            pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
-            senti_score, senti = (pair_probs.max(-1) if pairs.shape[0]
-                                  else (pair_probs.new_zeros(0), pairs.new_zeros(0)))
-            keep = senti_score > threshold
-            return pairs[keep], senti[keep], senti_score[keep], capped_rows
-
-        unfiltered = None  # 'none' and 'triplets' pair the same spans: scored once
-        outputs = {}
-        for overlap in overlaps:  # at most the three options, not a loop over spans or pairs
-            if overlap == "spans":
-                entity = torch.nonzero(predicted != 0).squeeze(1)
-                # spans compete only within one (sentence, type) group: an aspect never removes an opinion
-                lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + predicted[entity], spans[entity, 1],
-                                      spans[entity, 2], score[entity])
-                label = predicted.index_put((entity[lose],), predicted.new_zeros(()))
-                pairs, senti, senti_score, capped_rows = triplets_of(label)
-            else:
-                label = predicted
-                if unfiltered is None:
-                    unfiltered = triplets_of(predicted)
-                pairs, senti, senti_score, capped_rows = unfiltered
-            if overlap == "triplets":
-                pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
-                                             for x in (pairs, senti, senti_score))
-            is_entity = label != 0
-            outputs[overlap] = {
-                "spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
+        score, label = span_logits.float().softmax(-1).max(-1)
+        if overlap == "spans":
+            entity = torch.nonzero(label != 0).squeeze(1)
+            # spans compete only within one (sentence, type) group: an aspect never removes an opinion
+            lose = overlap_losers(spans[entity, 0] * len(ENTITY_TYPES) + label[entity], spans[entity, 1],
+                                  spans[entity, 2], score[entity])
+            label = label.index_put((entity[lose],), label.new_zeros(()))
+        pairs, capped_rows = enumerate_pairs(spans[:, 0], label, score, h.shape[0], max_pairs)
+        pair_probs = torch.sigmoid(self.pair_head(table, spans, pooled, width, pairs).float())
+        senti_score, senti = (pair_probs.max(-1) if pairs.shape[0] else (pair_probs.new_zeros(0), pairs.new_zeros(0)))
+        keep = senti_score > threshold
+        pairs, senti, senti_score = pairs[keep], senti[keep], senti_score[keep]
+        if overlap == "triplets":
+            pairs, senti, senti_score = (x[~triplet_overlap_losers(spans, pairs, senti_score)]
+                                         for x in (pairs, senti, senti_score))
+        is_entity = label != 0
+        return {"spans": spans[is_entity], "span_types": label[is_entity], "span_scores": score[is_entity],
                 "triplets": torch.cat([spans[pairs[:, 0]], spans[pairs[:, 1], 1:], senti.unsqueeze(1)], dim=1),
-                "triplet_scores": senti_score,
-                "capped_sentences": capped_rows,
-            }
-        return outputs
+                "triplet_scores": senti_score, "capped_sentences": capped_rows}

@@ -78,12 +78,9 @@ class SemanticGCN(nn.Module):
 
 
 class EnhancedSemanticGCN(SemanticGCN):
-    """--use_enhanced_semgcn. Same attention graph, plus:
-      * heads mixed by learned softmax weights instead of a plain mean (heads can specialise);
-      * residual connection + LayerNorm around every GCN layer, so depth does not wash out the
-        token identity and gradients reach the encoder unattenuated;
-      * dropout on every layer's update.
-    Batched and masked exactly like SemanticGCN."""
+    """--use_enhanced_semgcn: heads mixed by learned softmax weights instead of a mean (heads can
+    specialise); a residual + LayerNorm around every GCN layer, so depth does not wash out the token
+    identity and gradients reach the encoder unattenuated; dropout on every layer's update."""
 
     def __init__(self, dim: int, heads: int = 1, layers: int = 2, dropout: float = 0.1):
         super().__init__(dim, heads, layers, dropout)

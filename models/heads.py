@@ -30,10 +30,6 @@ class SpanClassifier(nn.Module):
         self.width = nn.Embedding(MAX_WIDTH_EMBEDDINGS, width_dim)
         self.classifier = nn.Linear(dim + self.span_dim + width_dim, num_types)
 
-    def width_embedding(self, spans: torch.Tensor) -> torch.Tensor:
-        # widths past the table (spans of 100+ words) share its last row
-        return self.width((spans[:, 2] - spans[:, 1]).clamp(max=MAX_WIDTH_EMBEDDINGS - 1))
-
     def forward(self, table: RangeMax, spans: torch.Tensor, sentence_ctx: torch.Tensor):
         """spans: (N, 3) rows (batch, start, end). Returns logits (N, types), span vectors
         (N, span_dim), width embeddings (N, width_dim)."""
@@ -43,7 +39,8 @@ class SpanClassifier(nn.Module):
             first = words.index_select(0, spans[:, 0] * table.W + spans[:, 1])
             last = words.index_select(0, spans[:, 0] * table.W + spans[:, 2] - 1)
             pooled = torch.cat([pooled, first, last], dim=-1)
-        width = self.width_embedding(spans)
+        # widths past the table (spans of 100+ words) share its last row
+        width = self.width((spans[:, 2] - spans[:, 1]).clamp(max=MAX_WIDTH_EMBEDDINGS - 1))
         logits = self.classifier(torch.cat([sentence_ctx.index_select(0, spans[:, 0]), pooled, width], dim=-1))
         return logits, pooled, width
 

@@ -16,15 +16,6 @@ import torch
 from torch import nn
 
 
-
-def reverse_within_length(word_mask: torch.Tensor) -> torch.Tensor:
-    """(B, W) index that reverses each row's real positions and leaves padding in place."""
-    W = word_mask.shape[1]
-    pos = torch.arange(W, device=word_mask.device).expand_as(word_mask)
-    lengths = word_mask.sum(1, keepdim=True)
-    return torch.where(pos < lengths, lengths - 1 - pos, pos)
-
-
 class MaskedBiLSTM(nn.Module):
     """Drop-in for nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
     dropout=dropout) on padded batches: forward(x (B, W, I), word_mask (B, W)) -> (B, W, 2 * hidden)
@@ -39,7 +30,10 @@ class MaskedBiLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         keep = word_mask.unsqueeze(-1).to(x.dtype)
-        rev = reverse_within_length(word_mask).unsqueeze(-1)
+        # the index that reverses each row's real positions and leaves padding in place
+        pos = torch.arange(word_mask.shape[1], device=word_mask.device).expand_as(word_mask)
+        lengths = word_mask.sum(1, keepdim=True)
+        rev = torch.where(pos < lengths, lengths - 1 - pos, pos).unsqueeze(-1)
         for i, (fw, bw) in enumerate(zip(self.forward_layers, self.backward_layers)):
             if i:
                 x = self.dropout(x)

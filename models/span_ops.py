@@ -18,13 +18,6 @@ from __future__ import annotations
 import torch
 
 
-def floor_log2_table(width: int, device: torch.device) -> torch.Tensor:
-    """floor(log2(length)) for length 0..width (entry 0 unused), made on `device` (no host-to-device copy,
-    which would wait for the GPU). Exact: frexp reads the float's binary exponent, no rounded log."""
-    lengths = torch.arange(width + 1, device=device, dtype=torch.float32)
-    return (torch.frexp(lengths).exponent - 1).clamp(min=0).long()
-
-
 class _Query(torch.autograd.Function):
     """out = max(values[left], values[right]) elementwise; d out / d h routed to the argmax words."""
 
@@ -72,7 +65,10 @@ class RangeMax:
                     sources[j, :, W - w:] = sources[j - 1, :, W - w:]
             self.values = values.view(-1, D)  # (L * B * W, D)
             self.sources = sources.view(-1, D) if track else None
-        self.floor_log2 = floor_log2_table(W, h.device)
+        # floor(log2(length)) for length 0..W (entry 0 unused), made on the device (no host-to-device copy,
+        # which would wait for the GPU). Exact: frexp reads the float's binary exponent, no rounded log.
+        lengths = torch.arange(W + 1, device=h.device, dtype=torch.float32)
+        self.floor_log2 = (torch.frexp(lengths).exponent - 1).clamp(min=0).long()
 
     def query(self, batch: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         """Max over words [start, end) of row `batch`, for 1-D index tensors; requires end > start."""
@@ -82,12 +78,6 @@ class RangeMax:
         if self.sources is None:  # built without gradients: plain values
             return torch.maximum(self.values.index_select(0, left), self.values.index_select(0, right))
         return _Query.apply(self.h, self.values, self.sources, left, right)
-
-
-def span_max_pool(h: torch.Tensor, spans: torch.Tensor, table: RangeMax | None = None) -> torch.Tensor:
-    """spans: (N, 3) rows (batch, start, end) -> (N, D) max over h[batch, start:end]."""
-    table = table or RangeMax(h)
-    return table.query(spans[:, 0], spans[:, 1], spans[:, 2])
 
 
 def between_max_pool(table: RangeMax, batch: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -12,15 +12,18 @@ from aste.sampling import ASTEDataset, collate
 from conftest import ROOT, TOY
 from models.d2e2s import D2E2S, ModelConfig
 from models.encoder import load_encoder, load_tokenizer
+from models.fusion import FUSIONS, OPTIONS, fusion_options
 
 
 def tiny_model(encoder_dir: str, **cfg) -> tuple[D2E2S, object]:
     torch.manual_seed(0)
     encoder = load_encoder(encoder_dir)
     hidden = encoder.config.hidden_size
-    defaults = dict(encoder_dim=hidden, hidden_dim=16, attention_heads=2, cross_attention_heads=None)
-    defaults.update(cfg)
-    return D2E2S(encoder, ModelConfig(**defaults)), load_tokenizer(encoder_dir)
+    fusion = cfg.pop("fusion", "tin")
+    given = {k: cfg.pop(k) for k in list(cfg) if k in OPTIONS}  # tests pass heads to every fusion
+    options = fusion_options(fusion, {k: v for k, v in given.items() if k in FUSIONS[fusion].defaults})
+    defaults = dict(encoder_dim=hidden, hidden_dim=16, attention_heads=2, fusion=fusion, fusion_options=options)
+    return D2E2S(encoder, ModelConfig(**defaults | cfg)), load_tokenizer(encoder_dir)
 
 
 def batch_of(sentences, tokenizer, train: bool, neg: int = 10, max_span_size: int = 4, epoch: int = 1):
@@ -31,10 +34,12 @@ def batch_of(sentences, tokenizer, train: bool, neg: int = 10, max_span_size: in
 
 
 FUSION_VARIANTS = [
-    ("tin", {}), ("tin_no_lstm", {}), ("cross_attention", {"heads": 8}), ("cross_attention", {"heads": 4}), ("lightweight", {}),
-    ("cross_attention", {"heads": 4, "share_weights": True}), ("cross_attention", {"heads": 4, "window": 2}),
-    ("lightweight", {"window": 3}), ("cross_attention", {"heads": 4, "output_block": True}),
-    ("lightweight", {"output_block": True}),
+    ("tin", {}), ("tin_no_lstm", {}), ("cross_attention", {"cross_attention_heads": 8}),
+    ("cross_attention", {"cross_attention_heads": 4}), ("lightweight", {}),
+    ("cross_attention", {"cross_attention_heads": 4, "share_cross_attention_weights": True}),
+    ("cross_attention", {"cross_attention_heads": 4, "cross_attention_window": 2}),
+    ("lightweight", {"cross_attention_window": 3}), ("cross_attention", {"fusion_output_block": False}),
+    ("lightweight", {"fusion_output_block": True}),
 ]
 
 

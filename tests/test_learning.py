@@ -34,7 +34,7 @@ def evaluate(model, tok, sentences):
 
 @pytest.mark.parametrize("fusion", ["tin", "cross_attention"])
 def test_tiny_model_fits_eight_sentences(tiny_bert_dir, fusion):
-    model, tok = tiny_model(tiny_bert_dir, fusion=fusion, cross_attention_heads=4, lstm_dropout=0.0)
+    model, tok = tiny_model(tiny_bert_dir, fusion=fusion, cross_attention_heads=4, drop_out_rate=0.0)
     sents = toy_sentences()
     m, step = fit(model, tok, sents, steps=400)
     assert m["triplet"]["f1"] == 100.0, (step, m["triplet"], m["entity"])

@@ -122,6 +122,58 @@ def test_raw_and_json_agree_on_a_sentence(tmp_path):
     assert raw[0].tokens == js[0].tokens and raw[0].triplets == js[0].triplets
 
 
+def test_raw_line_splits_on_whitespace_like_aste_v2(tmp_path):
+    """A double space (or a tab) must not add an empty word and shift every later index (issue #25)."""
+    one = read_aste(write(tmp_path, "one.txt", "The soup was cold .####[([1], [3], 'NEG')]\n"))
+    two = read_aste(write(tmp_path, "two.txt", "The soup  was\tcold .####[([1], [3], 'NEG')]\n"))
+    assert two[0].tokens == one[0].tokens == ["The", "soup", "was", "cold", "."]
+    assert two[0].triplets == one[0].triplets
+
+
+BOM = "\ufeff"
+
+
+def test_bom_in_json_file_is_read(tmp_path):
+    assert read_d2e2s(write(tmp_path, "j.json", BOM + json.dumps([GOOD])))[0].tokens == GOOD["tokens"]
+
+
+def test_bom_in_txt_file_is_not_part_of_the_first_word(tmp_path):
+    (s,) = read_aste(write(tmp_path, "r.txt", BOM + "The soup was cold .####[([1], [3], 'NEG')]\n"))
+    assert s.tokens[0] == "The"
+
+
+def test_bom_does_not_change_the_detected_format(tmp_path):
+    (s,) = read_sentences(write(tmp_path, "noext", BOM + json.dumps([GOOD])))
+    assert s.tokens == GOOD["tokens"] and s.heads is not None  # read as D2E2S JSON, with its parse
+
+
+def test_bom_file_with_bad_utf8_names_the_right_line(tmp_path):
+    p = tmp_path / "latin1.txt"
+    p.write_bytes(BOM.encode() + "Good .####[([0], [0], 'POS')]\nThe caf\xe9 .####[([1], [1], 'POS')]\n".encode("latin-1"))
+    with pytest.raises(BadExample, match=r"latin1.txt:2: not valid UTF-8"):
+        read_aste(str(p))
+
+
+@pytest.mark.parametrize("line", ["The soup was cold .####[([True], [3], 'NEG')]",
+                                  "The soup was cold .####[([1], [False, True], 'NEG')]"])
+def test_raw_boolean_index_is_refused(tmp_path, line):
+    path = write(tmp_path, "raw.txt", "The soup was hot .####[([1], [3], 'POS')]\n" + line + "\n")
+    with pytest.raises(BadExample, match=rf"{path}:2: triplet #0: .*(True|False)"):
+        read_aste(path)
+
+
+@pytest.mark.parametrize("item", [
+    bad(entities=[{"type": "target", "start": True, "end": 2}, GOOD["entities"][1]]),
+    bad(sentiments=[{"type": "NEGATIVE", "head": False, "tail": 1}]),
+    bad(sentiments=[{"type": "NEGATIVE", "head": 0, "tail": True}]),
+    bad(dependency=[["det", 2, True], ["nsubj", 4, 2], ["cop", 4, 3], ["ROOT", 0, 4], ["punct", 4, 5]]),
+    bad(dependency=[["det", 2, 1], ["nsubj", 4, 2], ["cop", 4, 3], ["ROOT", False, 4], ["punct", 4, 5]]),
+])
+def test_json_boolean_index_is_refused(tmp_path, item):
+    path = write(tmp_path, "x.json", json.dumps([GOOD, item]))
+    with pytest.raises(BadExample, match=rf"{path}\[sentence #1\]: .*(True|False)"):
+        read_d2e2s(path)
+
 def test_empty_string_token_is_encoded_as_unk_and_counted():
     """14res train #748 ends with an empty-string token; it must get a subword (no empty span)."""
     from models.encoder import load_tokenizer

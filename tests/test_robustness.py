@@ -210,7 +210,7 @@ def test_out_of_memory_in_backward_and_in_evaluation_is_one_message(tiny_bert_di
 
     def predict_oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory")
-    model.predict_decodings = predict_oom
+    model.predict = predict_oom
     with pytest.raises(OutOfMemory, match="out of memory in dev evaluation on a batch of .*--batch_size"):
         evaluate(model, loader, 0.4, 100, torch.device("cpu"), desc="dev")
 

@@ -32,7 +32,7 @@ def test_neg_entity_and_triple_counts_are_honoured(tok, neg):
         assert len(item["spans"]) == n_gold + expected
         assert (item["span_labels"][:n_gold] > 0).all() and (item["span_labels"][n_gold:] == 0).all()
         n_pos_pairs = len({(t.aspect, t.opinion) for t in s.triplets})
-        all_neg_pairs = len(s.aspects) * len(s.opinions) - n_pos_pairs
+        all_neg_pairs = len({t.aspect for t in s.triplets}) * len({t.opinion for t in s.triplets}) - n_pos_pairs
         expected_pairs = all_neg_pairs if neg == -1 else min(neg, all_neg_pairs)
         assert len(item["pairs"]) == n_pos_pairs + expected_pairs
         assert item["pair_labels"][:n_pos_pairs].sum(1).min() >= 1 and item["pair_labels"][n_pos_pairs:].sum() == 0

@@ -2,7 +2,11 @@
 original code built a (batch x spans x tokens x hidden) tensor, masked it with -1e30 and took the max."""
 import torch
 
-from models.span_ops import RangeMax, between_max_pool, span_max_pool
+from models.span_ops import RangeMax, between_max_pool
+
+
+def span_max_pool(h, spans):
+    return RangeMax(h).query(spans[:, 0], spans[:, 1], spans[:, 2])
 from aste.sampling import candidate_spans
 
 

@@ -9,18 +9,22 @@ import torch
 from torch import nn
 
 from ..lstm import MaskedBiLSTM
+from . import register_fusion
 
 
+@register_fusion("tin")
 class TINFusion(nn.Module):
-    def __init__(self, dim: int, lstm: bool = True, **unused_options):
+    defaults: dict = {}  # no options
+
+    def __init__(self, dim: int, dropout: float = 0.1, lstm: bool = True):
         super().__init__()
 
-        def branch_mlp():  # applied to x + h_branch: the skip connection is that sum
-            return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
+        def mlp(width_in: int):  # a branch's MLP reads x + h_branch: the skip connection is that sum
+            return nn.Sequential(nn.Linear(width_in, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
 
-        self.syn_block, self.sem_block = branch_mlp(), branch_mlp()
+        self.syn_block, self.sem_block = mlp(dim), mlp(dim)
         self.lstm = MaskedBiLSTM(2 * dim, dim, num_layers=2) if lstm else None
-        self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.LayerNorm(dim))
+        self.mlp = mlp(2 * dim)
 
     def forward(self, x, h_syn, h_sem, word_mask):
         syn = self.syn_block(x + h_syn)
@@ -31,6 +35,7 @@ class TINFusion(nn.Module):
         return self.mlp(fused) * word_mask.unsqueeze(-1).to(x.dtype)
 
 
+@register_fusion("tin_no_lstm")
 class TINWithoutLSTMFusion(TINFusion):
-    def __init__(self, dim: int, **unused_options):
-        super().__init__(dim, lstm=False)
+    def __init__(self, dim: int, dropout: float = 0.1):
+        super().__init__(dim, dropout, lstm=False)
