@@ -19,4 +19,9 @@ def run_cli(main, argv=None) -> int:
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return result if isinstance(result, int) else 0
