@@ -19,7 +19,6 @@ alone) and only the files above are fetched. No file of the folder is ever run a
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -124,20 +123,15 @@ def write_encoder_files(encoder_config, tokenizer, folder: str) -> None:
 
 def training_command(args: dict) -> str:
     """`python train.py ...` with the flags of `args` that differ from the parser's defaults."""
-    from Parameter import build_parser, parse_args
+    from Parameter import build_parser, flag_words, parse_args
     defaults, saved = vars(parse_args([])), {**BEFORE_FLAG_EXISTED, **args}
     words = []
     for action in build_parser()._actions:
         dest, value = action.dest, saved.get(action.dest)
         if not action.option_strings or dest in NOT_IN_COMMAND or value is None or value == defaults.get(dest):
             continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            words.append(flag if value else f"--no-{flag[2:]}")
-        elif action.nargs == 0:  # store_true
-            words += [flag] if value else []
-        else:
-            words.append(f"{flag} {shlex.quote(str(value))}")
+        if flag := flag_words(action, value):
+            words.append(shlex.join(flag))
     lines = ["python train.py"]
     for w in words:  # continuation lines of at most about 100 characters
         lines[-1:] = [f"{lines[-1]} {w}"] if len(lines[-1]) + len(w) < 96 else [lines[-1], "    " + w]
