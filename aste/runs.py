@@ -291,8 +291,8 @@ def resume_conflicts(saved: dict, args, defaults: dict) -> list[str]:
         return value
     out = []
     for key, now in vars(args).items():
-        if key in RESUME_FREE:
-            continue
+        if key in RESUME_FREE or (key in OPTIONS and key not in FUSIONS[args.fusion].defaults):
+            continue  # (an option of another fusion: inert; runs before the registry saved 0 / False for it)
         before = saved_flag(saved, key, defaults.get(key))
         if norm(key, before) != norm(key, now):
             out.append(f"--{key} was {before!r}, now {now!r}")

@@ -48,3 +48,14 @@ def test_committed_runs_keep_their_fusion_options():
     lightweight = {"fusion": "lightweight", "encoder_dim": 8, "hidden_dim": 4, "cross_attention_heads": None}
     assert model_config(lightweight).fusion_options == {"cross_attention_heads": 4, "cross_attention_window": 0,
                                                        "fusion_output_block": False}  # the defaults of the time
+
+
+def test_a_committed_tin_run_resumes_without_flags_for_fusion_options_it_never_had():
+    from aste.runs import resume_conflicts
+    from Parameter import build_parser
+    saved = json.load(open(os.path.join(ROOT, "Results", "14res", "spans-tin-seed42", "config.json")))["args"]
+    argv = ["--dataset", "14res", "--pretrained_deberta_name", "all-MiniLM-L6-v2", "--resume", "--threads", "1"]
+    defaults = vars(build_parser().parse_args([]))
+    # it ran before --patience existed, i.e. without early stopping: that is the one flag to give
+    assert resume_conflicts(saved, parse_args(argv), defaults) == ["--patience was 0, now 10"]
+    assert resume_conflicts(saved, parse_args(argv + ["--patience", "0"]), defaults) == []
