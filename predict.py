@@ -159,8 +159,8 @@ def check_output_path(path: str) -> int | None:
 
 
 @contextlib.contextmanager
-def open_input(path: str):
-    """(byte stream, its name in messages, its number of lines or None), checked before any work."""
+def open_input(path: str, count: bool):
+    """(byte stream, its name in messages, its number of lines if `count`, else None), checked before any work."""
     if path == "-":
         yield sys.stdin.buffer, "<stdin>", None
         return
@@ -173,7 +173,8 @@ def open_input(path: str):
     except OSError as err:
         raise DataFileError(f"--input {path}: cannot be read ({err.strerror})") from None
     with f:
-        yield f, path, count_lines(path) if os.path.isfile(path) else None  # not a FIFO: it would be used up
+        # a FIFO is not counted: that would use it up
+        yield f, path, count_lines(path) if count and os.path.isfile(path) else None
 
 
 def count_lines(path: str) -> int:
@@ -232,7 +233,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_output_path(args.output)
-    with open_input(args.input) as (stream, source, total):
+    show_bar = sys.stderr.isatty() if args.progress is None else args.progress  # the line count is for the bar
+    with open_input(args.input, show_bar) as (stream, source, total):
         if args.threads:
             torch.set_num_threads(args.threads)
         predictor = Predictor.from_pretrained(args.checkpoint, args.device, args.spacy_model)

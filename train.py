@@ -7,10 +7,10 @@ best-dev epoch) -> summary.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import logging.handlers
-import hashlib
 import os
 import shlex
 import sys
@@ -147,8 +147,8 @@ def build_model(args, enc_config, device, dist) -> tuple[D2E2S, torch.nn.Module]
     return model, train_model
 
 
-def check_resume_flags(run: RunFolder, args) -> None:
-    conflicts = resume_conflicts(run.read_config()["args"], args, vars(build_parser().parse_args([])))
+def check_resume_flags(run: RunFolder, saved: dict, args) -> None:
+    conflicts = resume_conflicts(saved["args"], args, vars(build_parser().parse_args([])))
     if conflicts:
         raise SystemExit(f"error: --resume with flags that differ from the run in {run.path}: " + ", ".join(conflicts))
 
@@ -156,7 +156,7 @@ def check_resume_flags(run: RunFolder, args) -> None:
 def already_finished(run: RunFolder, args, dist) -> dict | None:
     finished = run.finished_summary()
     if finished is not None:
-        check_resume_flags(run, args)
+        check_resume_flags(run, run.read_config(), args)
         if dist.is_main:
             run.remove_state()  # left behind if the run was killed between its final config write and this removal
         log.info("%s already finished: %s", run.path, json.dumps(finished))
@@ -168,10 +168,9 @@ def tensorboard_writer(run: RunFolder):
     return SummaryWriter(run.file("tensorboard"))
 
 
-def check_resume_data(run: RunFolder, config: dict) -> None:
+def check_resume_data(run: RunFolder, saved: dict, config: dict) -> None:
     """A run resumes on the data it was trained on: the same file contents and updates per epoch (the
     learning-rate schedule counts them). Runs that predate the check recorded neither."""
-    saved = run.read_config()
     for split, now in config["data"].items():
         before = saved.get("data", {}).get(split, {})
         if "sha256" in before and (before["bytes"], before["sha256"]) != (now["bytes"], now["sha256"]):
@@ -185,8 +184,9 @@ def check_resume_data(run: RunFolder, config: dict) -> None:
 
 def resume_or_start(trainer: Trainer, run: RunFolder, args, dist, config: dict) -> None:
     if args.resume and run.has_state():
-        check_resume_flags(run, args)
-        check_resume_data(run, config)
+        saved = run.read_config()
+        check_resume_flags(run, saved, args)
+        check_resume_data(run, saved, config)
         trainer.load_state_dict(run.load_state())
         if dist.is_main:
             run.write_history(trainer.state.history)  # epochs finished after the saved state are run again

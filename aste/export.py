@@ -26,6 +26,8 @@ import shutil
 
 from safetensors.torch import save_model
 
+from models.decoding import OVERLAP_FILTERS
+
 from .atomic import TEMP_MARK, atomic_write, write_json
 from .encoding import encoder_max_length
 from .runs import BEFORE_FLAG_EXISTED, RunFolder, RunFolderError, load_run, saved_flag
@@ -50,13 +52,39 @@ class ExportedFolder(RunFolder):
         return super().file(WEIGHTS if name == "best.safetensors" else name)
 
 
-def decoding_settings(config: dict) -> dict:
-    """What the Predictor decodes with: config.json's 'decoding', or (a run folder) the run's flags."""
-    if "decoding" in config:
-        return config["decoding"]
-    args = config["args"]
-    return {"max_span_size": args["max_span_size"], "sen_filter_threshold": args["sen_filter_threshold"],
-            "max_pairs": args["max_pairs"], "overlap_filter": saved_flag(args, "overlap_filter", "spans")}
+_MISSING = object()
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# the decoding settings and the checks Parameter.py makes of their flags: (test, what a value must be)
+DECODING_CHECKS = {
+    "max_span_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "sen_filter_threshold": (lambda v: (_is_int(v) or isinstance(v, float)) and 0 <= v < 1, "a number in [0, 1)"),
+    "max_pairs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "overlap_filter": (lambda v: v in OVERLAP_FILTERS, "one of " + ", ".join(OVERLAP_FILTERS)),
+}
+
+
+def decoding_settings(config: dict, path: str = "config.json") -> dict:
+    """What the Predictor decodes with, from a config.json (`path`, for messages): its 'decoding' section (an
+    exported folder), or the run's flags in 'args' (a run that predates --overlap_filter decoded with 'none').
+    A missing or bad value is one RunFolderError naming the file and the key."""
+    section = "decoding" if "decoding" in config else "args"
+    saved = config.get(section)
+    if not isinstance(saved, dict):
+        raise RunFolderError(f"{path}: '{section}' is not a JSON object")
+    settings = {}
+    for key, (ok, rule) in DECODING_CHECKS.items():
+        value = saved_flag(saved, key, _MISSING) if section == "args" else saved.get(key, _MISSING)
+        if value is _MISSING:
+            raise RunFolderError(f"{path}: '{section}.{key}' is missing (it must be {rule})")
+        if not ok(value):
+            raise RunFolderError(f"{path}: '{section}.{key}' must be {rule} (got {value!r})")
+        settings[key] = value
+    return settings
 
 
 def local_folder(path_or_hub_id: str, revision: str | None = None) -> str:

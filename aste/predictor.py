@@ -20,51 +20,13 @@ from typing import Callable
 
 import torch
 
-from models.decoding import OVERLAP_FILTERS
-
 from .encoding import encoder_max_length
 from .environment import pick_device
 from .evaluator import triplet_record
-from .export import export_folder, load_folder, local_folder
+from .export import decoding_settings, export_folder, load_folder, local_folder
 from .input_reader import ReadReport, Sentence
 from .parsing import add_parses, load_spacy
-from .runs import RunFolderError, saved_flag
 from .sampling import ASTEDataset, LengthBucketSampler, collate
-
-_MISSING = object()
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# the decoding settings and the checks Parameter.py makes of their flags: (test, what a value must be)
-DECODING_CHECKS = {
-    "max_span_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "sen_filter_threshold": (lambda v: (_is_int(v) or isinstance(v, float)) and 0 <= v < 1, "a number in [0, 1)"),
-    "max_pairs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "overlap_filter": (lambda v: v in OVERLAP_FILTERS, "one of " + ", ".join(OVERLAP_FILTERS)),
-}
-
-
-def checked_decoding(config: dict, path: str = "config.json") -> dict:
-    """The decoding settings of a config.json (`path`, for messages): its 'decoding' section (an exported
-    folder), or the run's flags in 'args' (a run that predates --overlap_filter decoded with 'none').
-    A missing or bad value is one RunFolderError naming the file and the key."""
-    section = "decoding" if "decoding" in config else "args"
-    saved = config.get(section)
-    if not isinstance(saved, dict):
-        raise RunFolderError(f"{path}: '{section}' is not a JSON object")
-    settings = {}
-    for key, (ok, rule) in DECODING_CHECKS.items():
-        value = saved_flag(saved, key, _MISSING) if section == "args" else saved.get(key, _MISSING)
-        if value is _MISSING:
-            raise RunFolderError(f"{path}: '{section}.{key}' is missing (it must be {rule})")
-        if not ok(value):
-            raise RunFolderError(f"{path}: '{section}.{key}' must be {rule} (got {value!r})")
-        settings[key] = value
-    return settings
-
 
 class Predictor:
     def __init__(self, model, tokenizer, config: dict, device: torch.device, spacy_model: str = "en_core_web_sm",
@@ -72,7 +34,7 @@ class Predictor:
         """config_path: the file `config` was read from (named by the message of a bad decoding setting)."""
         self.model, self.tokenizer, self.config, self.device = model, tokenizer, config, device
         self.spacy_model, self.source = spacy_model, None  # source: the folder or Hub id it came from
-        d = checked_decoding(config, config_path)
+        d = decoding_settings(config, config_path)
         self.max_span_size, self.threshold, self.max_pairs, self.overlap = (
             d["max_span_size"], d["sen_filter_threshold"], d["max_pairs"], d["overlap_filter"])
 
