@@ -27,7 +27,7 @@ def load_run(run_dir: str) -> dict | None:
         history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") if x.strip()]
     except (OSError, json.JSONDecodeError):
         return None
-    return {"dir": run_dir, "cfg": cfg, "history": history} if "summary" in cfg else None
+    return {"dir": run_dir, "cfg": cfg, "history": history}
 
 
 def as_decoding(run: dict, overlap: str) -> dict | None:
@@ -40,12 +40,27 @@ def as_decoding(run: dict, overlap: str) -> dict | None:
     if not all(overlap in r.get("decodings", {}) for r in run["history"]):
         return None
     history = [r | r["decodings"][overlap] for r in run["history"]]
-    best = max(history, key=lambda r: (r["dev"]["triplet"]["f1"], -r["epoch"]))  # the first best, as in training
-    summary = run["cfg"]["summary"] | {"best_epoch": best["epoch"], "dev_triplet_f1": best["dev"]["triplet"]["f1"],
-                                       "test_triplet_f1": best["test"]["triplet"]["f1"],
-                                       "test_entity_f1": best["test"]["entity"]["f1"]}
-    cfg = run["cfg"] | {"args": args | {"overlap_filter": overlap}, "summary": summary}
-    return run | {"cfg": cfg, "history": history}
+    return chosen_again(run | {"cfg": run["cfg"] | {"args": args | {"overlap_filter": overlap}}}, history)
+
+
+def upto(run: dict, epochs: int) -> dict | None:
+    """The run as if it had stopped after `epochs` epochs (a screen on a short budget, finished or not), its
+    best epoch chosen again on dev among them. None if it has not run that far."""
+    history = run["history"][:epochs]
+    if len(history) < epochs:
+        return None
+    return chosen_again(run, history, mean_train_seconds_per_epoch=statistics.mean(r["train_seconds"] for r in history),
+                        mean_test_eval_seconds=statistics.mean(r["test_seconds"] for r in history),
+                        peak_rss_mb=max(r["peak_rss_mb"] for r in history))
+
+
+def chosen_again(run: dict, history: list[dict], **summary) -> dict:
+    """The run with these per-epoch records, its best epoch chosen on dev among them (the first best, as in
+    training)."""
+    best = max(history, key=lambda r: (r["dev"]["triplet"]["f1"], -r["epoch"]))
+    summary |= {"best_epoch": best["epoch"], "dev_triplet_f1": best["dev"]["triplet"]["f1"],
+                "test_triplet_f1": best["test"]["triplet"]["f1"], "test_entity_f1": best["test"]["entity"]["f1"]}
+    return run | {"cfg": run["cfg"] | {"summary": run["cfg"].get("summary", {}) | summary}, "history": history}
 
 
 def config_key(args: dict) -> tuple:
@@ -189,9 +204,14 @@ def main(argv=None) -> int:
     ap.add_argument("--decoding", nargs="+", default=None, metavar="OVERLAP_FILTER",
                     help="choose each run's best epoch as if decoded with this --overlap_filter; with several, "
                          "a row per option and a table comparing them")
+    ap.add_argument("--upto", type=int, default=None, metavar="EPOCHS",
+                    help="every run (finished or not) as if stopped after EPOCHS epochs, its best epoch chosen "
+                         "on dev among them: a learning-rate screen on a short budget")
     args = ap.parse_args(argv)
     dirs = sorted({d for pattern in args.runs for d in (glob.glob(pattern) or [pattern]) if os.path.isdir(d)})
     runs = [r for r in map(load_run, dirs) if r is not None]
+    runs = [r for r in runs if "summary" in r["cfg"]] if args.upto is None else \
+        [r for r in (upto(r, args.upto) for r in runs) if r is not None]
     skipped = len(dirs) - len(runs)
     if args.decoding:  # each run once per decoding
         decoded = [(r, d, as_decoding(r, d)) for d in args.decoding for r in runs]
@@ -200,7 +220,7 @@ def main(argv=None) -> int:
                 print(f"skipped {r['dir']}: its metrics.jsonl has no per-epoch '{d}' decoding", file=sys.stderr)
         runs = [new for _, _, new in decoded if new is not None]
     if not runs:
-        print("no finished runs (with the asked decoding) among: " + " ".join(args.runs), file=sys.stderr)
+        print("no finished runs (with the asked decoding or epochs) among: " + " ".join(args.runs), file=sys.stderr)
         return 1
     table, groups = summarize(runs, args.pool_commits)
     if args.decoding and len(args.decoding) > 1:
@@ -210,8 +230,9 @@ def main(argv=None) -> int:
     call = shlex.join(["python", "scripts/summarize.py", *(sys.argv[1:] if argv is None else argv)])
     how = (f"; each run under each --overlap_filter ({', '.join(args.decoding)}), its epoch chosen on dev under each"
            if args.decoding else "")
-    text = (f"# {args.title}\n\nWritten by `{call}` from {len(dirs)} finished runs"
-            f"{f' ({skipped} unfinished skipped)' if skipped else ''}{how}; device(s): {', '.join(devices)}; "
+    text = (f"# {args.title}\n\nWritten by `{call}` from {len(dirs)} "
+            f"{'finished runs' if args.upto is None else f'runs, each as if stopped after epoch {args.upto}'}"
+            f"{f' ({skipped} unfinished or shorter skipped)' if skipped else ''}{how}; device(s): {', '.join(devices)}; "
             f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
             "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
             + ", ".join(f"`{d}`" for d in dirs) + "\n")

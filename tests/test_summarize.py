@@ -68,3 +68,21 @@ def test_several_decodings_give_a_row_each_and_are_pooled_over_configurations():
     assert pooled[0].startswith("Pooled over the 2 configurations")
     # none: 14res dev 59, test 70; 14lap dev 51, test 54. spans: 14res dev 61, test 71; 14lap dev 50, test 55
     assert "| none | 55.00 | 62.00 | 1 of 2 |" in pooled and "| spans | 55.50 | 63.00 | 1 of 2 |" in pooled
+
+
+def test_upto_chooses_on_dev_among_the_first_epochs_of_finished_and_unfinished_runs():
+    from scripts.summarize import upto
+
+    def record(epoch, dev, test):
+        m = {"triplet": {"p": test, "r": test, "f1": test}, "entity": {"p": 80.0, "r": 80.0, "f1": 80.0}}
+        return {"epoch": epoch, "dev": {"triplet": {"f1": dev}}, "test": m, "train_seconds": 10.0 * epoch,
+                "test_seconds": 1.0, "peak_rss_mb": 100.0 * epoch}
+    run = fake_run(42, "aaaaa", 0.0, 0.0, 0.0)
+    del run["cfg"]["summary"]                                   # still running: no summary yet
+    run["history"] = [record(1, 50.0, 60.0), record(2, 56.0, 61.0), record(3, 55.0, 66.0), record(4, 58.0, 62.0)]
+    three = upto(run, 3)
+    assert three["cfg"]["summary"]["best_epoch"] == 2 and three["cfg"]["summary"]["test_triplet_f1"] == 61.0
+    assert three["cfg"]["summary"]["mean_train_seconds_per_epoch"] == 20.0
+    assert three["cfg"]["summary"]["peak_rss_mb"] == 300.0 and len(three["history"]) == 3
+    assert upto(run, 4)["cfg"]["summary"]["best_epoch"] == 4 and "summary" not in run["cfg"]
+    assert upto(run, 5) is None                                 # has not run that far: left out, not guessed
