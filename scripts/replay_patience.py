@@ -27,6 +27,9 @@ def main(argv=None):
     curves = {}
     for pattern in args.runs:
         for path in sorted(glob.glob(os.path.join(pattern, "metrics.jsonl"))):
+            with open(os.path.join(os.path.dirname(path), "config.json"), encoding="utf-8") as f:
+                if "summary" not in json.load(f):  # still running: its curve is not whole yet
+                    continue
             with open(path, encoding="utf-8") as f:
                 curves[os.path.dirname(path)] = [json.loads(line)["dev"]["triplet"]["f1"] for line in f]
     best = {run: max(range(len(f1)), key=lambda i: (f1[i], -i)) + 1 for run, f1 in curves.items()}

@@ -86,3 +86,19 @@ def test_upto_chooses_on_dev_among_the_first_epochs_of_finished_and_unfinished_r
     assert three["cfg"]["summary"]["peak_rss_mb"] == 300.0 and len(three["history"]) == 3
     assert upto(run, 4)["cfg"]["summary"]["best_epoch"] == 4 and "summary" not in run["cfg"]
     assert upto(run, 5) is None                                 # has not run that far: left out, not guessed
+
+
+def test_replay_patience_reads_finished_runs_only(tmp_path):
+    import json
+    from scripts.replay_patience import main
+
+    for name, finished in (("done", True), ("running", False)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"args": {}} | ({"summary": {}} if finished else {})))
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"dev": {"triplet": {"f1": f1}}}) + "\n"
+                                                   for f1 in (50.0, 60.0, 55.0)))
+    main([str(tmp_path / "*"), "--patience", "1", "--out", str(tmp_path / "patience.md")])
+    text = (tmp_path / "patience.md").read_text()
+    assert text.startswith("# --patience replayed on 1 finished runs") and "running" not in text
+    assert "| 1 | 0 | 3 | 100% |" in text        # patience 1 stops 'done' at epoch 3, after its best (2)
