@@ -1,10 +1,14 @@
-"""Replay --patience on finished runs' dev curves (metrics.jsonl), with no training: how many runs each
+"""Replay --patience on finished runs' dev curves (metrics.jsonl[.gz]), with no training: how many runs each
 patience stops before their best dev epoch, and how many epochs it runs. Results/patience.md names its command."""
 import argparse
 import glob
-import json
 import os
 import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.summarize import load_run  # noqa: E402
 
 
 def stop_epoch(dev_f1: list[float], patience: int) -> int:
@@ -26,12 +30,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     curves = {}
     for pattern in args.runs:
-        for path in sorted(glob.glob(os.path.join(pattern, "metrics.jsonl"))):
-            with open(os.path.join(os.path.dirname(path), "config.json"), encoding="utf-8") as f:
-                if "summary" not in json.load(f):  # still running: its curve is not whole yet
-                    continue
-            with open(path, encoding="utf-8") as f:
-                curves[os.path.dirname(path)] = [json.loads(line)["dev"]["triplet"]["f1"] for line in f]
+        for run in filter(None, map(load_run, sorted(glob.glob(pattern)))):
+            if "summary" in run["cfg"]:  # finished (a running run's curve is not whole yet)
+                curves[os.path.normpath(run["dir"])] = [r["dev"]["triplet"]["f1"] for r in run["history"]]
     best = {run: max(range(len(f1)), key=lambda i: (f1[i], -i)) + 1 for run, f1 in curves.items()}
     lines = [f"# --patience replayed on {len(curves)} finished runs\n",
              f"`python scripts/replay_patience.py {' '.join(map(shlex.quote, args.runs))} --patience "

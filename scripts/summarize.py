@@ -7,6 +7,7 @@ The tables in Results/ name their own commands (e.g. --decoding none spans tripl
 import argparse
 import functools
 import glob
+import gzip
 import json
 import os
 import shlex
@@ -22,9 +23,12 @@ IGNORED = RESUME_FREE | {"seed", "no_checkpoint", "eval_only", "checkpoint"}  # 
 
 
 def load_run(run_dir: str) -> dict | None:
+    """A run's config and per-epoch records: metrics.jsonl, or metrics.jsonl.gz (finished runs in Results/)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
     try:
         cfg = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))
-        history = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") if x.strip()]
+        with (open(path, "rb") if os.path.exists(path) else gzip.open(path + ".gz")) as f:
+            history = [json.loads(x) for x in f if x.strip()]
     except (OSError, json.JSONDecodeError):
         return None
     return {"dir": run_dir, "cfg": cfg, "history": history}

@@ -102,3 +102,19 @@ def test_replay_patience_reads_finished_runs_only(tmp_path):
     text = (tmp_path / "patience.md").read_text()
     assert text.startswith("# --patience replayed on 1 finished runs") and "running" not in text
     assert "| 1 | 0 | 3 | 100% |" in text        # patience 1 stops 'done' at epoch 3, after its best (2)
+
+
+def test_gzipped_metrics_read_like_plain_ones(tmp_path):
+    import gzip
+    import json
+    from scripts.summarize import load_run
+
+    records = [{"epoch": epoch, "dev": {"triplet": {"f1": f1}}} for epoch, f1 in ((1, 50.0), (2, 60.0))]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    for name in ("plain", "archived"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text('{"args": {}}')
+    (tmp_path / "plain" / "metrics.jsonl").write_text(text)
+    (tmp_path / "archived" / "metrics.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    assert load_run(str(tmp_path / "archived"))["history"] == load_run(str(tmp_path / "plain"))["history"] == records
+    assert load_run(str(tmp_path / "missing")) is None
