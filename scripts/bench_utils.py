@@ -39,9 +39,8 @@ def write_report(path: str, lines: list[str]) -> None:
 def append_report(path: str, title: str, script: str, text: str) -> None:
     """Print `text` and append it to the report at `path`, begun with `title` when new."""
     print(text)
-    new = not os.path.exists(path)
+    if not os.path.exists(path):
+        text = f"# {title}\n\nWritten by `scripts/{script}`; each section is one invocation.\n" + text
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        if new:
-            f.write(f"# {title}\n\nWritten by `scripts/{script}`; each section is one invocation.\n")
         f.write(text)

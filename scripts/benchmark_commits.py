@@ -7,7 +7,6 @@ each version in a temporary git worktree sharing data/. Appends a section to Res
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -19,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from scripts.bench_utils import MINILM, append_report  # noqa: E402
+from scripts.summarize import load_run  # noqa: E402
 
 
 def git(*args: str) -> str:
@@ -32,11 +32,9 @@ def run_once(tree: str, results: str, name: str, args) -> dict:
     res = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"error: {' '.join(cmd)} failed in {tree}:\n{res.stderr[-2000:]}")
-    run_dir = os.path.join(results, args.dataset, name)
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        epoch_seconds = [json.loads(line)["train_seconds"] for line in f]
-    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-        return {"epoch_seconds": epoch_seconds, "peak_rss_mb": json.load(f)["summary"]["peak_rss_mb"]}
+    run = load_run(os.path.join(results, args.dataset, name))
+    return {"epoch_seconds": [r["train_seconds"] for r in run["history"]],
+            "peak_rss_mb": run["cfg"]["summary"]["peak_rss_mb"]}
 
 
 def main(argv=None) -> int:
@@ -52,9 +50,8 @@ def main(argv=None) -> int:
     shas = {v: git("rev-parse", "--short", v) for v in (args.a, args.b)}
     runs, rows = {args.a: [], args.b: []}, []  # rows: of the report's table, in the order run
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {}
+        trees = {v: os.path.join(tmp, shas[v]) for v in (args.a, args.b)}
         for v in (args.a, args.b):
-            trees[v] = os.path.join(tmp, shas[v])
             git("worktree", "add", "--detach", trees[v], shas[v])
             os.symlink(os.path.join(ROOT, "data"), os.path.join(trees[v], "data"))
         try:
@@ -68,19 +65,17 @@ def main(argv=None) -> int:
         finally:
             for v in (args.a, args.b):
                 git("worktree", "remove", "--force", trees[v])
-    a_epochs = [s for run in runs[args.a] for s in run["epoch_seconds"]]
-    b_epochs = [s for run in runs[args.b] for s in run["epoch_seconds"]]
-    ratio = statistics.median(b_epochs) / statistics.median(a_epochs)
+    median = {v: statistics.median([s for run in runs[v] for s in run["epoch_seconds"]]) for v in (args.a, args.b)}
+    peak = {v: max(run["peak_rss_mb"] for run in runs[v]) for v in (args.a, args.b)}
     lines = [f"\n## {shas[args.a]} (A) vs {shas[args.b]} (B): {args.dataset}, MiniLM, TIN, batch 16, CPU",
              f"\nMeasured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores by "
              f"`python scripts/benchmark_commits.py {args.a} {args.b} --epochs {args.epochs} --rounds {args.rounds}"
              f"{' -- ' + ' '.join(args.extra) if args.extra else ''}`: the README command with --epochs {args.epochs}, "
              "each run a fresh process, the versions alternating A B A B.\n",
-             "| round | version | training epochs (s) | peak RSS (MB) |", "|---|---|---|---|", *rows]
-    lines.append(f"\nMedian training epoch: {statistics.median(a_epochs):.1f} s (A), {statistics.median(b_epochs):.1f} s "
-                 f"(B); B / A = **{ratio:.3f}**. Peak RSS, largest of the runs: "
-                 f"{max(r['peak_rss_mb'] for r in runs[args.a]):.0f} MB (A), "
-                 f"{max(r['peak_rss_mb'] for r in runs[args.b]):.0f} MB (B).")
+             "| round | version | training epochs (s) | peak RSS (MB) |", "|---|---|---|---|", *rows,
+             f"\nMedian training epoch: {median[args.a]:.1f} s (A), {median[args.b]:.1f} s (B); B / A = "
+             f"**{median[args.b] / median[args.a]:.3f}**. Peak RSS, largest of the runs: {peak[args.a]:.0f} MB (A), "
+             f"{peak[args.b]:.0f} MB (B)."]
     append_report(os.path.join(ROOT, args.out), "Training epochs of two code versions, timed alternately",
                   "benchmark_commits.py", "\n".join(lines) + "\n")
     return 0

@@ -23,7 +23,6 @@ VARIANTS = [("TIN", "tin", None), ("cross-attention, 8 heads", "cross_attention"
 
 
 def module_rows(device, dtype_name, repeats, dim=768, batch=16):
-    rows = []
     amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     for words in (40, 100):
         g = torch.Generator().manual_seed(0)
@@ -34,7 +33,6 @@ def module_rows(device, dtype_name, repeats, dim=768, batch=16):
         for label, name, heads in VARIANTS:
             torch.manual_seed(0)
             module = build_fusion(name, dim, cross_attention_heads=heads).to(device).train()
-            params = sum(p.numel() for p in module.parameters())
 
             def step():
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -47,8 +45,7 @@ def module_rows(device, dtype_name, repeats, dim=768, batch=16):
                 base = torch.cuda.memory_allocated()
                 step()
                 mem = (torch.cuda.max_memory_allocated() - base) / 2**20
-            rows.append((words, label, params, ms, mem))
-    return rows
+            yield words, label, sum(p.numel() for p in module.parameters()), ms, mem
 
 
 def main(argv=None):
@@ -56,20 +53,18 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="Results/benchmarks/fusion.md")
     args = ap.parse_args(argv)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    out = ["# Fusion-module benchmark", "",
-           f"Written by `scripts/benchmark_fusion.py` on {time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
-           f"{os.cpu_count()} CPU threads" + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU") + ".",
+    cuda = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else []) if torch.cuda.is_available() else []
+    out = ["# Fusion-module benchmark", "", f"Written by `scripts/benchmark_fusion.py` on {time.strftime('%Y-%m-%d')}, "
+           f"torch {torch.__version__}, {os.cpu_count()} CPU threads"
+           + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU") + ".",
            "", "## Fusion module alone (forward + backward, width 768, batch 16)", "",
            "| device | precision | words | module | parameters | ms per batch | peak extra CUDA memory (MB) |",
            "|---|---|---|---|---|---|---|"]
-    for device in devices:
-        precisions = ["fp32"] if device.type == "cpu" else ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
-        for prec in precisions:
-            for words, label, params, ms, mem in module_rows(device, prec, args.repeats):
-                out.append(f"| {device.type} | {prec} | {words} | {label} | {params:,} | {ms:.1f} | "
-                           f"{'' if mem is None else f'{mem:.0f}'} |")
-                print(out[-1], flush=True)
+    for device, prec in [("cpu", "fp32")] + [("cuda", p) for p in cuda]:
+        for words, label, params, ms, mem in module_rows(torch.device(device), prec, args.repeats):
+            out.append(f"| {device} | {prec} | {words} | {label} | {params:,} | {ms:.1f} | "
+                       f"{'' if mem is None else f'{mem:.0f}'} |")
+            print(out[-1], flush=True)
     write_report(args.out, out)
 
 

@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scripts.bench_utils import write_report  # noqa: E402
 
 
-def run_predict(code: str, checkpoint: str, inp: str, out: str, extra: list[str]) -> tuple[float, float, float]:
-    """(seconds, CPU seconds, peak RSS in GB) of one predict.py process."""
+def run_predict(code: str, checkpoint: str, inp: str, out: str, extra: str) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak RSS in GB) of one predict.py process; `extra`: more flags, space-separated."""
     cmd = [sys.executable, os.path.join(code, "predict.py"), "--checkpoint", checkpoint, "--input", inp,
-           "--output", out, "--device", "cpu", *extra]
+           "--output", out, "--device", "cpu", *extra.split()]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read()
@@ -53,13 +53,11 @@ def main(argv=None) -> int:
         inp = os.path.join(tmp, f"input{n}.txt")
         with open(inp, "w", encoding="utf-8") as f:
             f.writelines(sentences[k % len(sentences)] + "\n" for k in range(n))
-        outputs = []
-        for k, code in enumerate(args.code):
-            outputs.append(os.path.join(tmp, f"out{n}-{k}.jsonl"))
-            seconds, cpu, gb = run_predict(os.path.abspath(code), os.path.abspath(args.checkpoint), inp, outputs[-1],
-                                           args.extra.split())
-            same = open(outputs[-1], "rb").read() == open(outputs[0], "rb").read()
-            rows.append(f"| `{code}` | {n} | {seconds:.1f} | {cpu:.1f} | {n / seconds:.1f} | {gb:.2f} | "
+        outputs = [os.path.join(tmp, f"out{n}-{k}.jsonl") for k in range(len(args.code))]
+        for code, out in zip(args.code, outputs):
+            wall, cpu, gb = run_predict(os.path.abspath(code), os.path.abspath(args.checkpoint), inp, out, args.extra)
+            same = open(out, "rb").read() == open(outputs[0], "rb").read()
+            rows.append(f"| `{code}` | {n} | {wall:.1f} | {cpu:.1f} | {n / wall:.1f} | {gb:.2f} | "
                         f"{'yes' if same else 'no'} |")
             print(rows[-1], flush=True)
     shutil.rmtree(tmp)
@@ -73,8 +71,7 @@ def main(argv=None) -> int:
              "Seconds: process start to exit (model load included). CPU seconds: user + system. Peak RSS: "
              "os.wait4.", "",
              "| code | lines | seconds | CPU seconds | lines / s | peak RSS (GB) | output identical to the first "
-             "code's |",
-             "|---|---|---|---|---|---|---|", *rows]
+             "code's |", "|---|---|---|---|---|---|---|", *rows]
     write_report(args.out, lines)
     return 0
 

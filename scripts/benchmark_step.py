@@ -22,8 +22,7 @@ from aste.trainer import to_device  # noqa: E402
 from models.d2e2s import D2E2S, ModelConfig  # noqa: E402
 from models.encoder import load_encoder, load_tokenizer  # noqa: E402
 from models.fusion import FUSIONS, fusion_options  # noqa: E402
-from scripts.bench_utils import MINILM, append_report, sync  # noqa: E402
-from scripts.bench_utils import median_seconds as timed  # noqa: E402
+from scripts.bench_utils import MINILM, append_report, median_seconds as timed  # noqa: E402
 
 
 def load_split(dataset: str, split: str, tokenizer) -> ASTEDataset:
@@ -72,16 +71,14 @@ def main(argv=None):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+    model.train()
+
     # collation, forward, loss, backward, AdamW (train.py also clips gradients, steps the scheduler and logs:
     # a few ms per step more); the fastest epoch is reported, as other load on a machine only ever adds time
-    model.train()
-    epoch_times = []
-    for _ in range(args.epoch_repeats):
-        t_epoch = time.perf_counter()
+    def epoch():
         for idx in epoch_batches:
             step(to_device(collate([train_ds[i] for i in idx], train_ds.pad_id), device))
-        sync(device)
-        epoch_times.append(time.perf_counter() - t_epoch)
+    epoch_times = [timed(epoch, device, 1, warmup=0) for _ in range(args.epoch_repeats)]
 
     # the floor: the encoder alone (forward + backward) against the whole step, on a batch of median length
     median = sorted(epoch_batches, key=lambda b: max(train_ds.lengths()[i] for i in b))[len(epoch_batches) // 2]
@@ -105,27 +102,24 @@ def main(argv=None):
         return ev.metrics()
     eval_seconds = min(timed(eval_pass, device, 1, warmup=0) for _ in range(args.repeats))
 
-    lines = [
-        f"\n## {args.encoder}, fusion {args.fusion}{'' if heads is None else f' ({heads} heads)'}"
-        f"{', enhanced SemGCN' if args.enhanced else ''}, batch {args.batch_size}, device {device}"
-        f"{'' if device.type == 'cpu' else ' (' + torch.cuda.get_device_name() + ')'}, amp {args.amp}",
-        f"\nMeasured {time.strftime('%Y-%m-%d')} with torch {torch.__version__} on "
-        f"{os.cpu_count()} CPU threads available ({torch.get_num_threads()} used by torch). Loading and encoding "
-        f"{args.dataset} train+test: {load_seconds:.1f} s.\n",
-    ]
+    gpu_peak = f"; peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.type == "cuda" else ""
+    lines = [f"\n## {args.encoder}, fusion {args.fusion}{'' if heads is None else f' ({heads} heads)'}"
+             f"{', enhanced SemGCN' if args.enhanced else ''}, batch {args.batch_size}, device {device}"
+             f"{'' if device.type == 'cpu' else ' (' + torch.cuda.get_device_name() + ')'}, amp {args.amp}",
+             f"\nMeasured {time.strftime('%Y-%m-%d')} with torch {torch.__version__} on {os.cpu_count()} CPU threads "
+             f"available ({torch.get_num_threads()} used by torch). Loading and encoding {args.dataset} train+test: "
+             f"{load_seconds:.1f} s.\n"]
     if epoch_times:
         lines.append(f"**Training epoch** ({len(epoch_batches)} batches in training order; fastest of "
                      f"{len(epoch_times)}): **{min(epoch_times):.1f} s**, "
                      f"{1000 * min(epoch_times) / len(epoch_batches):.0f} ms per step "
                      f"(each epoch: {', '.join(f'{t:.1f}' for t in epoch_times)} s).")
-    lines += [
-        f"Batch of median length: whole step {step_ms:.0f} ms, encoder alone (forward + backward) {encoder_ms:.0f} ms "
-        f"(encoder share {100 * encoder_ms / step_ms:.0f} %; step / encoder {step_ms / encoder_ms:.2f}x).",
-        f"Evaluation of the whole test set ({len(test_ds)} sentences, decoding and metrics included; fastest of "
-        f"{args.repeats} passes): {eval_seconds:.2f} s.",
-        f"Peak RSS of this benchmark process: {peak_rss_mb():.0f} MB"
-        + (f"; peak CUDA memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.type == "cuda" else "") + ".",
-    ]
+    lines += [f"Batch of median length: whole step {step_ms:.0f} ms, encoder alone (forward + backward) "
+              f"{encoder_ms:.0f} ms (encoder share {100 * encoder_ms / step_ms:.0f} %; step / encoder "
+              f"{step_ms / encoder_ms:.2f}x).",
+              f"Evaluation of the whole test set ({len(test_ds)} sentences, decoding and metrics included; fastest of "
+              f"{args.repeats} passes): {eval_seconds:.2f} s.",
+              f"Peak RSS of this benchmark process: {peak_rss_mb():.0f} MB{gpu_peak}."]
     append_report(args.out, "Training-step and evaluation benchmark", "benchmark_step.py", "\n".join(lines) + "\n")
 
 

@@ -30,18 +30,13 @@ def convert_file(src: str, dst: str, nlp, on_bad_example: str = "error") -> Read
                     batch_size=256)
     items = []
     for s, doc in zip(sentences, docs):
-        entities, sentiments = [], []
-        for t in s.triplets:
-            entities.append({"type": "target", "start": t.aspect[0], "end": t.aspect[1]})
-            entities.append({"type": "opinion", "start": t.opinion[0], "end": t.opinion[1]})
-            sentiments.append({"type": LONG[t.sentiment], "head": len(entities) - 2, "tail": len(entities) - 1})
-        items.append({
-            "entities": entities, "sentiments": sentiments,
-            "pos": [[w, tok.tag_] for w, tok in zip(s.tokens, doc)],
-            "orig_id": s.where, "tokens": s.tokens,
-            "dependency": [["ROOT" if tok.head.i == tok.i else tok.dep_, 0 if tok.head.i == tok.i else tok.head.i + 1,
-                            tok.i + 1] for tok in doc],
-        })
+        entities = [{"type": kind, "start": span[0], "end": span[1]}
+                    for t in s.triplets for kind, span in (("target", t.aspect), ("opinion", t.opinion))]
+        sentiments = [{"type": LONG[t.sentiment], "head": 2 * k, "tail": 2 * k + 1} for k, t in enumerate(s.triplets)]
+        items.append({"entities": entities, "sentiments": sentiments,
+                      "pos": [[w, tok.tag_] for w, tok in zip(s.tokens, doc)], "orig_id": s.where, "tokens": s.tokens,
+                      "dependency": [["ROOT" if tok.head.i == tok.i else tok.dep_,
+                                      0 if tok.head.i == tok.i else tok.head.i + 1, tok.i + 1] for tok in doc]})
     write_json(items, dst)
     return report
 

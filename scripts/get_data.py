@@ -57,9 +57,9 @@ def main(argv=None) -> int:
     if missing:
         print("could not get:\n  " + "\n  ".join(missing), file=sys.stderr)
         if any(m.startswith("d2e2s/") for m in missing) and not any(m.startswith("aste-v2/") for m in missing):
-            print("the raw files are there: build the JSON with `python scripts/convert_aste.py --all`", file=sys.stderr)
-        return 1
-    return 0
+            print("the raw files are there: build the JSON with `python scripts/convert_aste.py --all`",
+                  file=sys.stderr)
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

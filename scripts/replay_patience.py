@@ -28,11 +28,9 @@ def main(argv=None):
     ap.add_argument("--patience", nargs="+", type=int, default=[3, 5, 8, 10, 12, 15])
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    curves = {}
-    for pattern in args.runs:
-        for run in filter(None, map(load_run, sorted(glob.glob(pattern)))):
-            if "summary" in run["cfg"]:  # finished (a running run's curve is not whole yet)
-                curves[os.path.normpath(run["dir"])] = [r["dev"]["triplet"]["f1"] for r in run["history"]]
+    curves = {os.path.normpath(run["dir"]): [r["dev"]["triplet"]["f1"] for r in run["history"]]
+              for pattern in args.runs for run in filter(None, map(load_run, sorted(glob.glob(pattern))))
+              if "summary" in run["cfg"]}  # finished (a running run's curve is not whole yet)
     best = {run: max(range(len(f1)), key=lambda i: (f1[i], -i)) + 1 for run, f1 in curves.items()}
     lines = [f"# --patience replayed on {len(curves)} finished runs\n",
              f"`python scripts/replay_patience.py {' '.join(map(shlex.quote, args.runs))} --patience "

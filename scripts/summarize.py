@@ -139,8 +139,7 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
         best_test = [r["history"][s["best_epoch"] - 1]["test"]["triplet"] for r, s in zip(rs, sm)]
         lines.append("| " + " | ".join([
             d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], d["options"], str(d["epochs"]),
-            ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs),
-            mean_std([s["test_triplet_f1"] for s in sm]),
+            ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs), mean_std([s["test_triplet_f1"] for s in sm]),
             f"{statistics.mean(t['p'] for t in best_test):.2f} / {statistics.mean(t['r'] for t in best_test):.2f}",
             ", ".join(f"{r['cfg']['args']['seed']}: {s['test_triplet_f1']:.2f}" for r, s in zip(rs, sm)),
             mean_std([s["test_entity_f1"] for s in sm]),
@@ -236,10 +235,10 @@ def main(argv=None) -> int:
            if args.decoding else "")
     text = (f"# {args.title}\n\nWritten by `{call}` from {len(dirs)} "
             f"{'finished runs' if args.upto is None else f'runs, each as if stopped after epoch {args.upto}'}"
-            f"{f' ({skipped} unfinished or shorter skipped)' if skipped else ''}{how}; device(s): {', '.join(devices)}; "
-            f"code at commit(s) {commits(runs)}; 'other flags' lists flags that differ from today's defaults. "
-            "Test F1 is the test score at the epoch with the best dev triplet F1.\n\n" + table + "\n\nRuns: "
-            + ", ".join(f"`{d}`" for d in dirs) + "\n")
+            f"{f' ({skipped} unfinished or shorter skipped)' if skipped else ''}{how}; "
+            f"device(s): {', '.join(devices)}; code at commit(s) {commits(runs)}; "
+            "'other flags' lists flags that differ from today's defaults. Test F1 is the test score at the epoch "
+            "with the best dev triplet F1.\n\n" + table + "\n\nRuns: " + ", ".join(f"`{d}`" for d in dirs) + "\n")
     if args.plot:
         plot(groups, args.plot)
         text += f"\n![dev and test triplet F1 per epoch]({os.path.relpath(args.plot, os.path.dirname(args.out) or '.')})\n"

@@ -25,12 +25,10 @@ from Parameter import parse_args  # noqa: E402
 
 def expand(args) -> list[dict]:
     default_heads = {f: parse_args(["--fusion", f]).cross_attention_heads for f in args.fusions}
-    runs = []
-    for ds, fusion, enhanced, seed in itertools.product(args.datasets, args.fusions, args.enhanced, args.seeds):
-        # --heads are cross-attention's; another fusion runs with its own (None: it takes no heads)
-        for heads in args.heads if fusion == "cross_attention" else [default_heads[fusion]]:
-            runs.append({"dataset": ds, "fusion": fusion, "heads": heads, "enhanced": bool(enhanced), "seed": seed})
-    return runs
+    # --heads are cross-attention's; another fusion runs with its own (None: it takes no heads)
+    return [{"dataset": ds, "fusion": fusion, "heads": heads, "enhanced": bool(enhanced), "seed": seed}
+            for ds, fusion, enhanced, seed in itertools.product(args.datasets, args.fusions, args.enhanced, args.seeds)
+            for heads in (args.heads if fusion == "cross_attention" else [default_heads[fusion]])]
 
 
 def run_name(prefix: str, r: dict) -> str:
@@ -60,17 +58,12 @@ def keep_best_checkpoints(results_dir: str, runs: list[dict], prefix: str) -> li
 
 
 def command(r: dict, name: str, args, extra: list[str], threads: int | None) -> list[str]:
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", r["dataset"], "--fusion", r["fusion"],
-           "--seed", str(r["seed"]), "--run_name", name, "--results_dir", args.results_dir, "--resume"]
-    if r["heads"]:
-        cmd += ["--cross_attention_heads", str(r["heads"])]
-    if r["enhanced"]:
-        cmd.append("--use_enhanced_semgcn")
-    if threads and "--threads" not in extra:
-        cmd += ["--threads", str(threads)]
-    if args.keep_checkpoints == "none":
-        cmd.append("--no_checkpoint")
-    return cmd + extra
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", r["dataset"], "--fusion", r["fusion"],
+            "--seed", str(r["seed"]), "--run_name", name, "--results_dir", args.results_dir, "--resume",
+            *(["--cross_attention_heads", str(r["heads"])] if r["heads"] else []),
+            *(["--use_enhanced_semgcn"] if r["enhanced"] else []),
+            *(["--threads", str(threads)] if threads and "--threads" not in extra else []),
+            *(["--no_checkpoint"] if args.keep_checkpoints == "none" else []), *extra]
 
 
 EXIT_TIME_BUDGET = 75  # train.py's status when its --time_budget stopped it
@@ -114,13 +107,12 @@ def parse(argv: list[str]):
 
 def slowest_epoch(run_dirs: list[str]) -> float:
     """Seconds of the slowest epoch (training + dev + test) in these runs' metrics.jsonl, 0 if none."""
-    slowest = 0.0
+    seconds = []
     for path in (os.path.join(d, "metrics.jsonl") for d in run_dirs):
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f]
-            slowest = max([slowest] + [r["train_seconds"] + r["dev_seconds"] + r["test_seconds"] for r in records])
-    return slowest
+                seconds += [r["train_seconds"] + r["dev_seconds"] + r["test_seconds"] for r in map(json.loads, f)]
+    return max(seconds, default=0.0)
 
 
 def main(argv=None) -> int:
@@ -157,8 +149,8 @@ def main(argv=None) -> int:
             rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         if rc == EXIT_TIME_BUDGET:
             out_of_time.set()
-        print(f"{'ok' if rc == 0 else 'STOPPED (time budget)' if rc == EXIT_TIME_BUDGET else f'FAILED ({rc})'} {r['dataset']}/{name} in {time.time() - t0:.0f}s (log: {log_path})",
-              flush=True)
+        status = "ok" if rc == 0 else "STOPPED (time budget)" if rc == EXIT_TIME_BUDGET else f"FAILED ({rc})"
+        print(f"{status} {r['dataset']}/{name} in {time.time() - t0:.0f}s (log: {log_path})", flush=True)
         prune(args, runs)
         return rc
 
