@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
 from Parameter import parse_args  # noqa: E402
 
-IGNORED = RESUME_FREE | {"seed", "no_checkpoint", "eval_only", "checkpoint"}  # do not change what is computed
+# flags that do not change what is computed; --threads does (float sums in another order: a seed moves)
+IGNORED = (RESUME_FREE - {"threads"}) | {"seed", "no_checkpoint", "eval_only", "checkpoint"}
 
 
 def load_run(run_dir: str) -> dict | None:
@@ -75,9 +76,8 @@ def config_key(args: dict) -> tuple:
 
 
 # columns of their own, or flags that do not change what is computed
-NOT_OPTIONS = RESUME_FREE | {"dataset", "fusion", "use_cross_attention", "cross_attention_heads", "use_enhanced_semgcn",
-                             "epochs", "pretrained_deberta_name", "seed", "train_file", "dev_file", "test_file",
-                             "data_dir", "eval_only", "checkpoint", "no_checkpoint", "deberta_feature_dim", "emb_dim"}
+NOT_OPTIONS = IGNORED | {"dataset", "fusion", "use_cross_attention", "cross_attention_heads", "use_enhanced_semgcn",
+                         "epochs", "pretrained_deberta_name", "deberta_feature_dim", "emb_dim"}
 
 
 @functools.cache
@@ -131,7 +131,7 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
         # the same flags at two commits are two measurements unless pool_commits (the code column lists them)
         groups.setdefault((config_key(r["cfg"]["args"]), None if pool_commits else commit_label(r["cfg"])), []).append(r)
     lines = ["| dataset | encoder | fusion | heads | enh. SemGCN | other flags | epochs | seeds | test triplet F1 "
-             "(dev-selected) | test triplet P / R | test triplet F1 per seed | test entity F1 | dev triplet F1 | "
+             "(dev-selected) | test triplet P / R | test triplet F1 (P / R) per seed | test entity F1 | dev triplet F1 | "
              "best epochs | s / train epoch | s / test eval | peak RSS MB | code |", "|" + "---|" * 18]
     for key, rs in sorted(groups.items(), key=lambda kv: tuple(describe(kv[1][0]["cfg"]).values())):
         d = describe(rs[0]["cfg"])
@@ -141,7 +141,8 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
             d["dataset"], d["encoder"], d["fusion"], str(d["heads"]), d["enh. SemGCN"], d["options"], str(d["epochs"]),
             ", ".join(str(r["cfg"]["args"]["seed"]) for r in rs), mean_std([s["test_triplet_f1"] for s in sm]),
             f"{statistics.mean(t['p'] for t in best_test):.2f} / {statistics.mean(t['r'] for t in best_test):.2f}",
-            ", ".join(f"{r['cfg']['args']['seed']}: {s['test_triplet_f1']:.2f}" for r, s in zip(rs, sm)),
+            ", ".join(f"{r['cfg']['args']['seed']}: {s['test_triplet_f1']:.2f} ({t['p']:.2f} / {t['r']:.2f})"
+                      for r, s, t in zip(rs, sm, best_test)),
             mean_std([s["test_entity_f1"] for s in sm]),
             mean_std([s["dev_triplet_f1"] for s in sm]), ", ".join(str(s["best_epoch"]) for s in sm),
             f"{statistics.mean(s['mean_train_seconds_per_epoch'] for s in sm):.1f}",

@@ -22,7 +22,7 @@ def test_runs_at_two_commits_are_kept_apart_unless_pooled():
     row = table.splitlines()[2]
     assert "| 42, 1 |" in row and "69.00 ± 1.41" in row          # mean ± sample std of 70 and 68
     assert "| 67.00 / 71.00 |" in row                             # P / R at each run's best-dev epoch, averaged
-    assert "| 42: 70.00, 1: 68.00 |" in row
+    assert "| 42: 70.00 (68.00 / 72.00), 1: 68.00 (66.00 / 70.00) |" in row   # P / R of each seed
     assert "`aaaaaaa`, `bbbbbbb`" in row
 
 
