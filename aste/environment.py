@@ -162,7 +162,7 @@ def environment_record(device: torch.device, spacy_model: str | None = None) -> 
     """Library versions, device, and the commit: what config.json needs to say how a run was made."""
     import transformers
     rec = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "numpy": np.__version__, "device": str(device), **git_commit()}
+           "numpy": np.__version__, "device": str(device), "cpu_threads": torch.get_num_threads(), **git_commit()}
     if device.type == "cuda":
         rec.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                    cudnn=torch.backends.cudnn.version())

@@ -76,8 +76,8 @@ class RunFolder:
     def finished_summary(self) -> dict | None:
         return self.read_config().get("summary") if os.path.isfile(self.file("config.json")) else None
 
-    def has_history(self) -> bool:
-        return os.path.exists(self.file("metrics.jsonl"))
+    def has_history(self) -> bool:  # metrics.jsonl.gz: a finished run archived in Results/
+        return any(os.path.exists(self.file(name)) for name in ("metrics.jsonl", "metrics.jsonl.gz"))
 
     def write_history(self, history: list[dict]) -> None:
         write_jsonl(history, self.file("metrics.jsonl"))
@@ -275,7 +275,8 @@ def saved_flag(saved: dict, key: str, default):
     return saved[key] if key in saved else BEFORE_FLAG_EXISTED.get(key, default)
 
 
-# flags that may differ between a run and its resumption (they do not change what is computed)
+# flags that may differ between a run and its resumption (they do not change what is computed; --threads
+# and --device change its rounding, so a seed moves: summarize.py lists --threads)
 # (data paths change between Kaggle sessions: the files' contents are checked instead, train.py)
 RESUME_FREE = {"resume", "threads", "num_workers", "log_every", "tensorboard", "device", "results_dir", "run_name",
                "save_state_every", "debug", "config", "time_budget", "train_file", "dev_file", "test_file", "data_dir"}

@@ -8,7 +8,6 @@ skipped, unfinished ones resumed. Flags after `--` go to every train.py. Then su
 """
 import argparse
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ sys.path.insert(0, ROOT)
 
 from aste.runs import RunFolder  # noqa: E402
 from Parameter import parse_args  # noqa: E402
+from scripts.summarize import load_run  # noqa: E402
 
 
 def expand(args) -> list[dict]:
@@ -106,13 +106,9 @@ def parse(argv: list[str]):
 
 
 def slowest_epoch(run_dirs: list[str]) -> float:
-    """Seconds of the slowest epoch (training + dev + test) in these runs' metrics.jsonl, 0 if none."""
-    seconds = []
-    for path in (os.path.join(d, "metrics.jsonl") for d in run_dirs):
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                seconds += [r["train_seconds"] + r["dev_seconds"] + r["test_seconds"] for r in map(json.loads, f)]
-    return max(seconds, default=0.0)
+    """Seconds of the slowest epoch (training + dev + test) in these runs' records, 0 if none."""
+    records = [r for run in filter(None, map(load_run, run_dirs)) for r in run["history"]]
+    return max((r["train_seconds"] + r["dev_seconds"] + r["test_seconds"] for r in records), default=0.0)
 
 
 def main(argv=None) -> int:

@@ -129,6 +129,18 @@ def test_eval_only_refuses_a_folder_another_process_holds(alone, toy_files, tmp_
     assert not glob.glob(os.path.join(folder, "eval_*"))
 
 
+def test_a_finished_run_archived_as_in_results_is_not_overwritten(tiny_bert_dir, toy_files, tmp_path):
+    """Results/ keeps finished runs with metrics.jsonl gzipped: a new run of the same name is refused."""
+    folder = tmp_path / "toy" / "r"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"args": {}, "summary": {"best_epoch": 1}}))
+    (folder / "metrics.jsonl.gz").write_bytes(b"")
+    res = subprocess.run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "r"), capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 1 and "already holds a run" in res.stderr and "Traceback" not in res.stderr
+    assert json.loads((folder / "config.json").read_text())["summary"] == {"best_epoch": 1}
+
+
 def test_the_lock_file_is_not_history(tmp_path):
     from aste.runs import RunFolder
     folder = RunFolder(str(tmp_path))

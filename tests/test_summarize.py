@@ -118,3 +118,14 @@ def test_gzipped_metrics_read_like_plain_ones(tmp_path):
     (tmp_path / "archived" / "metrics.jsonl.gz").write_bytes(gzip.compress(text.encode()))
     assert load_run(str(tmp_path / "archived"))["history"] == load_run(str(tmp_path / "plain"))["history"] == records
     assert load_run(str(tmp_path / "missing")) is None
+
+
+def test_sweep_time_budget_counts_the_epochs_of_archived_runs(tmp_path):
+    import gzip
+    import json
+    from scripts.sweep import slowest_epoch
+
+    (tmp_path / "config.json").write_text('{"args": {}}')
+    epoch = {"train_seconds": 100.0, "dev_seconds": 5.0, "test_seconds": 7.0}
+    (tmp_path / "metrics.jsonl.gz").write_bytes(gzip.compress((json.dumps(epoch) + "\n").encode()))
+    assert slowest_epoch([str(tmp_path), str(tmp_path / "missing")]) == 112.0
