@@ -76,8 +76,12 @@ class RunFolder:
     def finished_summary(self) -> dict | None:
         return self.read_config().get("summary") if os.path.isfile(self.file("config.json")) else None
 
-    def has_history(self) -> bool:  # metrics.jsonl.gz: a finished run archived in Results/
-        return any(os.path.exists(self.file(name)) for name in ("metrics.jsonl", "metrics.jsonl.gz"))
+    def history_file(self) -> str | None:
+        """metrics.jsonl, or metrics.jsonl.gz for a finished run archived in Results/; None if neither."""
+        return next((self.file(n) for n in ("metrics.jsonl", "metrics.jsonl.gz") if os.path.exists(self.file(n))), None)
+
+    def has_history(self) -> bool:
+        return self.history_file() is not None
 
     def write_history(self, history: list[dict]) -> None:
         write_jsonl(history, self.file("metrics.jsonl"))

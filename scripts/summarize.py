@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aste.runs import RESUME_FREE, saved_flag  # noqa: E402
+from aste.runs import RESUME_FREE, RunFolder, saved_flag  # noqa: E402
 from Parameter import parse_args  # noqa: E402
 
 # flags that do not change what is computed; --threads does (float sums in another order: a seed moves)
@@ -24,11 +24,13 @@ IGNORED = (RESUME_FREE - {"threads"}) | {"seed", "no_checkpoint", "eval_only", "
 
 
 def load_run(run_dir: str) -> dict | None:
-    """A run's config and per-epoch records: metrics.jsonl, or metrics.jsonl.gz (finished runs in Results/)."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+    """A run's config and per-epoch records (metrics.jsonl, or its archived .gz); None if it has none."""
+    path = RunFolder(run_dir).history_file()
+    if path is None:
+        return None
     try:
         cfg = json.load(open(os.path.join(run_dir, "config.json"), encoding="utf-8"))
-        with (open(path, "rb") if os.path.exists(path) else gzip.open(path + ".gz")) as f:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             history = [json.loads(x) for x in f if x.strip()]
     except (OSError, json.JSONDecodeError):
         return None
