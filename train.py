@@ -320,9 +320,11 @@ def eval_only(args, argv: list[str]) -> None:
     log.info("eval %s (%d sentences): %s", path, len(data), format_metrics(m))
     log.info("triplets by sentiment:\n%s", sentiment_table(m))
     name = os.path.basename(path).rsplit(".", 1)[0] if args.test_file else f"{args.dataset}_test"
-    if args.overlap_filter != saved_flag(run_cfg["args"], "overlap_filter", "spans"):  # re-scored: kept apart
-        name += f"_{args.overlap_filter}"
     decoding = {k: getattr(args, k) for k in ("sen_filter_threshold", "max_pairs", "overlap_filter", "max_span_size")}
+    parser = build_parser()
+    for key, value in decoding.items():  # re-scored under another decoding: beside the run's own files
+        if value != saved_flag(run_cfg["args"], key, parser.get_default(key)):
+            name += f"_{value}" if key == "overlap_filter" else f"_{key}{value:g}"
     out = run.write_eval(name, {"file": path, "decoding": decoding, "metrics": m, "data_report": report.to_dict()},
                          evaluator.prediction_records())
     log.info("wrote %s_metrics.json and %s_predictions.jsonl", out, out)

@@ -82,6 +82,13 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
     ev = json.load(open(os.path.join(run_dir, "eval_test_triplets_metrics.json")))  # beside the first, not over it
     assert ev["decoding"]["overlap_filter"] == "triplets"
     assert ev["metrics"]["triplet"]["n_gold"] == lines[best - 1]["test"]["triplet"]["n_gold"]
+    # so does another --sen_filter_threshold (calibrating it on dev takes several), each in files of its own
+    run([sys.executable, "train.py", "--eval_only", "--checkpoint", run_dir, "--test_file", toy_files["test"],
+         "--device", "cpu", "--sen_filter_threshold", "0.7"])
+    ev = json.load(open(os.path.join(run_dir, "eval_test_sen_filter_threshold0.7_metrics.json")))
+    assert ev["decoding"]["sen_filter_threshold"] == 0.7
+    own = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
+    assert own["decoding"]["sen_filter_threshold"] == 0.4 and own["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
 
     # predict on sentences that appear in no dataset, twice in fresh processes: identical output
     new = tmp_path / "new.txt"
