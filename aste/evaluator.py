@@ -18,6 +18,7 @@ import torch
 from models.labels import ASPECT, OPINION, ENTITY_TYPES, SENTIMENTS
 
 KINDS = ("aspect", "opinion", "entity", "pair", "triplet")
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)  # recorded each epoch above --sen_filter_threshold (metrics_above)
 
 
 def prf(n_pred: int, n_gold: int, n_correct: int) -> dict:
@@ -80,6 +81,15 @@ class Evaluator:
 
     def metrics(self) -> dict:
         return score(self.gold, self.pred)
+
+    def metrics_above(self, threshold: float) -> dict:
+        """Pair and triplet scores as if decoded with --sen_filter_threshold `threshold` (at or above the
+        one used): exactly the triplets scoring above it. An overlap filter drops a triplet only for a
+        better-scoring one, which stays above too, so no other triplet changes."""
+        cut = torch.tensor(threshold, dtype=torch.float32).item()  # predict() compares in float32
+        kept = {(sid, *t[:5]) for sid, d in self.per_sentence.items() for t in d["triplets"] if t[5] > cut}
+        m = score(self.gold, self.pred | {"triplet": kept, "pair": {t[:5] for t in kept}})
+        return {k: m[k] for k in ("pair", "triplet", "triplet_by_sentiment")}
 
     def prediction_records(self) -> list[dict]:
         """One JSON-ready record per sentence: tokens, gold and predicted triplets as text and indices."""

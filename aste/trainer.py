@@ -19,7 +19,7 @@ from models.errors import UserError
 
 from .data import set_epoch
 from .environment import Distributed, peak_rss_mb, rng_state, set_rng_state
-from .evaluator import Evaluator, format_metrics
+from .evaluator import THRESHOLDS, Evaluator, format_metrics
 from .runs import RunFolder
 
 log = logging.getLogger("aste")
@@ -252,7 +252,10 @@ class Trainer:
         test_eval, test_seconds = self.evaluate(loaders["test"], "test")
         dev, test = dev_eval.metrics(), test_eval.metrics()
         record = {"epoch": epoch, **train_stats, "lr": self.scheduler.get_last_lr()[0], "dev": dev, "test": test,
-                  "dev_seconds": dev_seconds, "test_seconds": test_seconds, "peak_rss_mb": peak_rss_mb()}
+                  "dev_seconds": dev_seconds, "test_seconds": test_seconds, "peak_rss_mb": peak_rss_mb(),
+                  "decodings": {f"sen_filter_threshold={t:g}": {"dev": dev_eval.metrics_above(t),
+                                                                "test": test_eval.metrics_above(t)}
+                                for t in THRESHOLDS if t > args.sen_filter_threshold}}
         if self.device.type == "cuda":
             record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         if self.model.loss_weights is not None:

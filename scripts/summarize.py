@@ -37,17 +37,23 @@ def load_run(run_dir: str) -> dict | None:
     return {"dir": run_dir, "cfg": cfg, "history": history}
 
 
-def as_decoding(run: dict, overlap: str) -> dict | None:
-    """The run as if it had decoded with --overlap_filter `overlap` (training does not depend on it): each
-    epoch's metrics under it from metrics.jsonl's "decodings", the best epoch chosen again on dev. None if
-    the run predates those records."""
-    args = run["cfg"]["args"]
-    if saved_flag(args, "overlap_filter", "spans") == overlap:
-        return run
-    if not all(overlap in r.get("decodings", {}) for r in run["history"]):
+def decoding_flag(decoding: str) -> tuple[str, object]:
+    """A --decoding value: an --overlap_filter option, or sen_filter_threshold=T."""
+    if decoding.startswith("sen_filter_threshold="):
+        return "sen_filter_threshold", float(decoding.split("=", 1)[1])
+    return "overlap_filter", decoding
+
+
+def as_decoding(run: dict, decoding: str) -> dict | None:
+    """The run as if it had decoded this way (training does not depend on it): each epoch's metrics under
+    it from metrics.jsonl's "decodings", the best epoch chosen again on dev. None if the run lacks them."""
+    args, (flag, value) = run["cfg"]["args"], decoding_flag(decoding)
+    if saved_flag(args, flag, option_defaults()[flag]) == value:
+        return run | {"decoding": decoding}
+    if not all(decoding in r.get("decodings", {}) for r in run["history"]):
         return None
-    history = [r | r["decodings"][overlap] for r in run["history"]]
-    return chosen_again(run | {"cfg": run["cfg"] | {"args": args | {"overlap_filter": overlap}}}, history)
+    history = [r | {s: r[s] | r["decodings"][decoding][s] for s in ("dev", "test")} for r in run["history"]]
+    return chosen_again(run | {"cfg": run["cfg"] | {"args": args | {flag: value}}, "decoding": decoding}, history)
 
 
 def upto(run: dict, epochs: int) -> dict | None:
@@ -156,13 +162,14 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
 def pooled_by_decoding(groups: dict, decodings: list[str]) -> str:
     """Each decoding's dev and test triplet F1 averaged over the configurations, and in how many it is best on dev."""
     means: dict[tuple, dict[str, tuple[float, float]]] = {}  # configuration -> decoding -> (dev F1, test F1)
+    flags = {decoding_flag(d)[0] for d in decodings}
     for (key, commit), rs in groups.items():
-        config = (tuple(kv for kv in key if kv[0] != "overlap_filter"), commit)
-        means.setdefault(config, {})[saved_flag(rs[0]["cfg"]["args"], "overlap_filter", "spans")] = tuple(
+        config = (tuple(kv for kv in key if kv[0] not in flags), commit)
+        means.setdefault(config, {})[rs[0]["decoding"]] = tuple(
             statistics.mean(r["cfg"]["summary"][f"{split}_triplet_f1"] for r in rs) for split in ("dev", "test"))
     full = [m for m in means.values() if set(m) == set(decodings)]  # configurations seen with every decoding
     lines = [f"Pooled over the {len(full)} configurations above (mean of the configuration means):", "",
-             "| --overlap_filter | dev triplet F1 | test triplet F1 | configurations where best on dev |",
+             "| decoding | dev triplet F1 | test triplet F1 | configurations where best on dev |",
              "|---|---|---|---|"]
     for d in decodings:
         wins = sum(max(decodings, key=lambda o: m[o][0]) == d for m in full)
@@ -207,9 +214,9 @@ def main(argv=None) -> int:
     ap.add_argument("--title", default="Summary of runs")
     ap.add_argument("--pool_commits", action="store_true",
                     help="group runs with the same flags made at commits that compute the same thing")
-    ap.add_argument("--decoding", nargs="+", default=None, metavar="OVERLAP_FILTER",
-                    help="choose each run's best epoch as if decoded with this --overlap_filter; with several, "
-                         "a row per option and a table comparing them")
+    ap.add_argument("--decoding", nargs="+", default=None, metavar="DECODING",
+                    help="choose each run's best epoch as if decoded this way: an --overlap_filter option, or "
+                         "sen_filter_threshold=T; with several, a row per decoding and a table comparing them")
     ap.add_argument("--upto", type=int, default=None, metavar="EPOCHS",
                     help="every run (finished or not) as if stopped after EPOCHS epochs, its best epoch chosen "
                          "on dev among them: a learning-rate screen on a short budget")
@@ -234,7 +241,7 @@ def main(argv=None) -> int:
     dirs = sorted({r["dir"] for r in runs})
     devices = sorted({run_environment(r["cfg"]).get("device") or "?" for r in runs})
     call = shlex.join(["python", "scripts/summarize.py", *(sys.argv[1:] if argv is None else argv)])
-    how = (f"; each run under each --overlap_filter ({', '.join(args.decoding)}), its epoch chosen on dev under each"
+    how = (f"; each run under each decoding ({', '.join(args.decoding)}), its epoch chosen on dev under each"
            if args.decoding else "")
     text = (f"# {args.title}\n\nWritten by `{call}` from {len(dirs)} "
             f"{'finished runs' if args.upto is None else f'runs, each as if stopped after epoch {args.upto}'}"

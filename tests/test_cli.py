@@ -75,8 +75,9 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
          "--device", "cpu"])
     ev = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
     assert ev["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
-    # one decoding per run; eval-only with another --overlap_filter re-scores the finished run under it
-    assert not any("decodings" in r for r in lines)
+    # each epoch also records pair and triplet scores at the thresholds above the run's (a dev-chosen
+    # threshold needs no checkpoint); eval-only with another --overlap_filter re-scores the run under it
+    assert all(set(r["decodings"]) == {f"sen_filter_threshold={t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9)} for r in lines)
     run([sys.executable, "train.py", "--eval_only", "--checkpoint", run_dir, "--test_file", toy_files["test"],
          "--device", "cpu", "--overlap_filter", "triplets"])
     ev = json.load(open(os.path.join(run_dir, "eval_test_triplets_metrics.json")))  # beside the first, not over it
@@ -87,6 +88,8 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
          "--device", "cpu", "--sen_filter_threshold", "0.7"])
     ev = json.load(open(os.path.join(run_dir, "eval_test_sen_filter_threshold0.7_metrics.json")))
     assert ev["decoding"]["sen_filter_threshold"] == 0.7
+    recorded = lines[best - 1]["decodings"]["sen_filter_threshold=0.7"]["test"]
+    assert {k: ev["metrics"][k] for k in recorded} == recorded
     own = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
     assert own["decoding"]["sen_filter_threshold"] == 0.4 and own["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
 

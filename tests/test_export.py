@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import shutil
+import sys
 
 import pytest
 import torch
@@ -158,3 +159,17 @@ def test_unknown_hub_id_or_folder_is_one_line(offline_hub, tmp_path, capsys):
     assert predict.run_cli(predict.main, argv) == 2  # the CLI's own wrapper: 'error: ...', exit status 2
     stderr = capsys.readouterr().err.strip().splitlines()
     assert len(stderr) == 1 and stderr[0].startswith("error: owner/no-such-model: ") and "HF_HUB_OFFLINE" in stderr[0]
+
+
+def test_metrics_recorded_above_the_threshold_are_those_of_decoding_at_it(trained, toy_files):
+    """Each epoch's "decodings" at a higher --sen_filter_threshold (from the triplets scored at the run's
+    0.3) equal a fresh decoding of the best checkpoint at it."""
+    best = json.load(open(os.path.join(trained, "config.json")))["summary"]["best_epoch"]
+    record = [json.loads(x) for x in open(os.path.join(trained, "metrics.jsonl"))][best - 1]
+    assert record["test"]["triplet"]["n_pred"] > 0
+    for threshold in ("0.5", "0.8"):
+        run([sys.executable, "train.py", "--eval_only", "--checkpoint", trained, "--test_file", toy_files["test"],
+             "--device", "cpu", "--sen_filter_threshold", threshold])
+        ev = json.load(open(os.path.join(trained, f"eval_test_sen_filter_threshold{threshold}_metrics.json")))
+        recorded = record["decodings"][f"sen_filter_threshold={threshold}"]["test"]
+        assert {k: ev["metrics"][k] for k in recorded} == recorded

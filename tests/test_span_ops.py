@@ -131,3 +131,21 @@ def test_overlap_losers_by_hand():
     pairs = torch.tensor([[0, 1], [0, 2], [0, 3], [4, 2]])
     lose = triplet_overlap_losers(spans, pairs, torch.tensor([0.9, 0.6, 0.7, 0.8]))
     assert lose.tolist() == [False, True, True, False]
+
+
+def test_triplet_overlap_losers_above_a_threshold_do_not_depend_on_the_triplets_below_it():
+    """Why a higher --sen_filter_threshold can be scored from the triplets kept at a lower one
+    (Evaluator.metrics_above): filtering first and last gives the same survivors."""
+    from models.decoding import triplet_overlap_losers
+    g = torch.Generator().manual_seed(0)
+    start = torch.randint(0, 12, (40,), generator=g)
+    spans = torch.stack([torch.randint(0, 2, (40,), generator=g), start,
+                         start + torch.randint(1, 4, (40,), generator=g)], 1)
+    pairs = torch.randint(0, 40, (300, 2), generator=g)
+    score = torch.rand(300, generator=g)
+    score[:20] = score[20:40]  # ties
+    for t in (0.3, 0.5, 0.8):
+        above = score > t
+        first = ~triplet_overlap_losers(spans, pairs[above], score[above])
+        last = (~triplet_overlap_losers(spans, pairs, score))[above]
+        assert torch.equal(first, last) and 0 < int(first.sum()) < int(above.sum())

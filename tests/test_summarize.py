@@ -38,13 +38,35 @@ def test_as_decoding_chooses_the_best_epoch_again_from_the_recorded_decodings():
     run["history"] = [{"epoch": e + 1, "dev": metrics(own[e][0]), "test": metrics(own[e][1]),
                        "decodings": {"spans": {"dev": metrics(spans[e][0]), "test": metrics(spans[e][1])},
                                      "none": {"dev": metrics(0.0), "test": metrics(0.0)}}} for e in range(3)]
-    assert as_decoding(run, "triplets") is run
+    assert as_decoding(run, "triplets") == run | {"decoding": "triplets"}
     new = as_decoding(run, "spans")
     assert new["cfg"]["summary"]["best_epoch"] == 3 and new["cfg"]["summary"]["test_triplet_f1"] == 66.0
     assert new["cfg"]["args"]["overlap_filter"] == "spans" and run["cfg"]["args"]["overlap_filter"] == "triplets"
     assert new["history"][1]["dev"]["triplet"]["f1"] == 53.0 and run["history"][1]["dev"]["triplet"]["f1"] == 55.0
     del run["history"][0]["decodings"]
     assert as_decoding(run, "spans") is None            # a run made before the records: not guessed
+
+
+def test_a_higher_threshold_replaces_pair_and_triplet_scores_only():
+    from scripts.summarize import as_decoding, pooled_by_decoding
+
+    def metrics(f1, kinds=("triplet", "pair", "entity")):
+        return {k: {"p": f1, "r": f1, "f1": f1} for k in kinds}
+    run = fake_run(42, "aaaaa", 0.0, 0.0, 0.0)
+    at = {0.4: [(50.0, 60.0), (55.0, 62.0)], 0.7: [(57.0, 59.0), (54.0, 66.0)]}  # (dev, test) per epoch
+    run["history"] = [{"epoch": e + 1, "dev": metrics(at[0.4][e][0]), "test": metrics(at[0.4][e][1]),
+                       "decodings": {"sen_filter_threshold=0.7": {s: metrics(at[0.7][e][i], ("triplet", "pair"))
+                                                                  for i, s in enumerate(("dev", "test"))}}}
+                      for e in range(2)]
+    run["cfg"]["summary"] |= {"best_epoch": 2, "dev_triplet_f1": 55.0, "test_triplet_f1": 62.0}
+    assert as_decoding(run, "sen_filter_threshold=0.4") == run | {"decoding": "sen_filter_threshold=0.4"}
+    new = as_decoding(run, "sen_filter_threshold=0.7")
+    assert new["cfg"]["summary"]["best_epoch"] == 1 and new["cfg"]["summary"]["test_triplet_f1"] == 59.0
+    assert new["cfg"]["args"]["sen_filter_threshold"] == 0.7 and new["history"][0]["dev"]["entity"]["f1"] == 50.0
+    table, groups = summarize([as_decoding(run, d) for d in ("sen_filter_threshold=0.4", "sen_filter_threshold=0.7")])
+    assert len(groups) == 2 and table.count("sen_filter_threshold=0.7") == 1
+    pooled = pooled_by_decoding(groups, ["sen_filter_threshold=0.4", "sen_filter_threshold=0.7"])
+    assert "| sen_filter_threshold=0.7 | 57.00 | 59.00 | 1 of 1 |" in pooled  # best on dev, not on test
 
 
 def test_several_decodings_give_a_row_each_and_are_pooled_over_configurations():
