@@ -93,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{option.name}", help=f"{option.help} (default: {takes})", **kind)
 
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=20, help="training epochs (the linear schedule decays to 0 over "
-                   "them); every table in Results/ was made with 20, the original D2E2S used 120")
+    g.add_argument("--epochs", type=int, help="training epochs (the linear schedule decays to 0 over them; the "
+                   "original D2E2S used 120); default: --sentence_budget over the training sentences, rounded")
+    g.add_argument("--sentence_budget", type=int, default=25_320, help="without --epochs, train on about this many "
+                   "sentences: 20 epochs of 14res (1,266 sentences), 28 of 14lap, 42 of 15res, 30 of 16res, so a "
+                   "small training set gets as many updates as 14res (Results/budget_updates.md)")
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate of the pretrained encoder (default chosen "
-                   "on 14res dev: Results/learning_rates.md)")
+                   "on 14res dev: git show 3af96c8:Results/learning_rates.md)")
     g.add_argument("--task_lr", type=float, default=3e-4, help="learning rate of the layers trained from scratch "
                    "(BiLSTM, GCNs, fusion, heads); pass the same value as --lr for one rate everywhere")
     g.add_argument("--fusion_lr", type=float, help="learning rate of the fusion module alone (default: --task_lr); for "
@@ -187,9 +190,9 @@ def resolve_fusion(args: argparse.Namespace) -> None:
 
 
 def check_ranges(args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size", "max_span_size", "grad_accum_steps", "lstm_layers", "gcn_layers",
+    for name in ("sentence_budget", "batch_size", "max_span_size", "grad_accum_steps", "lstm_layers", "gcn_layers",
                  "attention_heads", "max_pairs", "max_bad_steps", "save_state_every", "size_embedding",
-                 "hidden_dim", "threads", "deberta_feature_dim", "emb_dim"):  # the last four may be None
+                 "epochs", "hidden_dim", "threads", "deberta_feature_dim", "emb_dim"):  # the last five may be None
         if getattr(args, name) is not None and getattr(args, name) < 1:
             fail(f"--{name} must be >= 1")
     for name in ("num_workers", "log_every", "pair_distance_embedding", "neg_overlap_pairs", "patience"):
@@ -217,6 +220,12 @@ def check_ranges(args: argparse.Namespace) -> None:
         fail("--sen_filter_threshold must be in [0, 1)")
     if not 0.0 <= args.neg_overlap_fraction <= 1.0:
         fail(f"--neg_overlap_fraction must be in [0, 1] (got {args.neg_overlap_fraction:g})")
+
+
+def epochs_for(sentence_budget: int, train_sentences: int) -> int:
+    """The default of --epochs: as many epochs as make sentence_budget training sentences, to the nearest
+    (at least 1), so a small training set gets as many updates as a large one."""
+    return max(1, math.floor(sentence_budget / train_sentences + 0.5))
 
 
 def default_run_name(args: argparse.Namespace) -> str:

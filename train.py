@@ -30,7 +30,8 @@ from aste.runs import RunFolder, load_run, resume_conflicts, saved_flag
 from aste.trainer import OutOfMemory, Trainer, evaluate, is_out_of_memory
 from models import D2E2S, ModelConfig
 from models.encoder import load_config, load_encoder, load_tokenizer
-from Parameter import build_parser, check_against_encoder, default_run_name, model_hidden_dim, parse_args
+from Parameter import (build_parser, check_against_encoder, default_run_name, epochs_for, model_hidden_dim,
+                       parse_args)
 
 log = logging.getLogger("aste")
 STARTED = time.monotonic()  # --time_budget counts from the start of the process
@@ -101,6 +102,15 @@ def load_data(args, tokenizer, max_length: int, device, dist):
     loaders = {s: make_loader(datasets[s], args, s == "train", device, dist) for s in SPLITS}
     files = {s: {"file": paths[s], "sentences": len(datasets[s])} | file_identity(paths[s]) for s in SPLITS}
     return loaders, files, report
+
+
+def set_epochs(args, train_sentences: int) -> None:
+    """--epochs, when not given, from --sentence_budget: config.json records the number, which --resume
+    and --config compare."""
+    if args.epochs is None:
+        args.epochs = epochs_for(args.sentence_budget, train_sentences)
+        log.info("%d epochs: --sentence_budget %d over %d training sentences", args.epochs, args.sentence_budget,
+                 train_sentences)
 
 
 def file_identity(path: str) -> dict:
@@ -249,13 +259,14 @@ def main(argv=None) -> dict | int | None:
     check_against_encoder(args, enc_config.hidden_size)
 
     run = open_run_folder(args, dist, early_log)                               # run folder
-    if args.resume and (finished := already_finished(run, args, dist)) is not None:
-        return finished
-    dist.barrier()
     seed_everything(args.seed)
 
     tokenizer = load_tokenizer(args.pretrained_deberta_name)                   # data
     loaders, files, report = load_data(args, tokenizer, encoder_max_length(tokenizer, enc_config), device, dist)
+    set_epochs(args, files["train"]["sentences"])
+    if args.resume and (finished := already_finished(run, args, dist)) is not None:
+        return finished
+    dist.barrier()
 
     model, train_model = build_model(args, enc_config, device, dist)          # model
 

@@ -62,6 +62,8 @@ def build_optimizer(model: D2E2S, args, updates_per_epoch: int):
     """AdamW: the encoder at --lr, the fusion module at --fusion_lr (default --task_lr), the other
     layers trained from scratch at --task_lr, no weight decay on biases and norms; linear warm-up
     over --lr_warmup of all updates, then linear decay to 0."""
+    if args.epochs is None:
+        raise ValueError("args.epochs is None: train.py sets it from --sentence_budget (Parameter.epochs_for)")
     module_lr = {"encoder": args.lr, "fusion": args.task_lr if args.fusion_lr is None else args.fusion_lr}
     groups = {}
     for name, p in model.named_parameters():

@@ -82,7 +82,7 @@ def toy_trainer(tiny_bert_dir, flags: list[str]):
     loader = DataLoader(ds, batch_sampler=LengthBucketSampler(ds.lengths(), 2, shuffle=True),
                         collate_fn=partial(collate, pad_id=ds.pad_id))
     assert len(loader) == 4
-    args = parse_args(flags + ["--lr", "1e-3", "--lr_warmup", "0"])
+    args = parse_args(flags + ["--lr", "1e-3", "--lr_warmup", "0", "--epochs", "20"])
     trainer = Trainer(model, model, args, torch.device("cpu"), None,
                       updates_per_epoch=len(loader) // args.grad_accum_steps)
     real_loss, calls, nan_calls = model.loss, {"n": 0}, set()

@@ -202,7 +202,7 @@ def test_out_of_memory_in_backward_and_in_evaluation_is_one_message(tiny_bert_di
     from aste.trainer import OutOfMemory, Trainer, evaluate
     model, tok = tiny_model(tiny_bert_dir)
     loader = toy_loader(tok)
-    trainer = Trainer(model, model, parse_args(["--lr_warmup", "0"]), torch.device("cpu"), None, len(loader))
+    trainer = Trainer(model, model, parse_args(["--lr_warmup", "0", "--epochs", "20"]), torch.device("cpu"), None, len(loader))
     real_loss = model.loss
     model.loss = lambda *a, **k: (OOMInBackward.apply(real_loss(*a, **k)[0]),) + real_loss(*a, **k)[1:]
     with pytest.raises(OutOfMemory, match=r"out of memory in training on a batch of 4 sentences x \d+ subwords"):

@@ -43,6 +43,24 @@ def test_time_budget_stops_with_status_75_and_resumes_to_the_same_numbers(tiny_b
     assert json.load(open(os.path.join(run_dir, "config.json")))["summary"]["stopped"] == "finished"
 
 
+def test_epochs_default_to_the_sentence_budget_and_a_finished_run_resumes_as_finished(tiny_bert_dir, toy_files,
+                                                                                        tmp_path):
+    from Parameter import epochs_for
+    assert [epochs_for(25_320, n) for n in (1266, 906, 605, 857)] == [20, 28, 42, 30]  # 14res 14lap 15res 16res
+    cmd = train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "b")
+    del cmd[cmd.index("--epochs"):cmd.index("--epochs") + 2]
+    n_train = len(json.load(open(toy_files["train"])))
+    cmd += ["--sentence_budget", str(2 * n_train + n_train // 3)]  # 2.33 epochs' worth: 2
+    res = run(cmd)
+    run_dir = os.path.join(tmp_path, "toy", "b")
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["args"]["epochs"] == 2 and config["summary"]["epochs_run"] == 2 and len(metrics(run_dir)) == 2
+    assert f"2 epochs: --sentence_budget {2 * n_train + n_train // 3} over {n_train} training sentences" in res.stdout
+    assert "already finished" in run(cmd + ["--resume"]).stdout
+    res = start(cmd + ["--resume", "--epochs", "3"])
+    assert res.returncode != 0 and "--epochs was 2, now 3" in res.stderr
+
+
 def test_patience_stops_when_dev_stops_improving(tiny_bert_dir, toy_files, tmp_path):
     # learning rates too small to change dev F1: epoch 1 is the best, and epoch 1 + patience the last
     run(train_cmd(tiny_bert_dir, toy_files, tmp_path, "--run_name", "p", "--epochs", "6", "--patience", "2",
