@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "original D2E2S used 120); default: --sentence_budget over the training sentences, rounded")
     g.add_argument("--sentence_budget", type=int, default=25_320, help="without --epochs, train on about this many "
                    "sentences: 20 epochs of 14res (1,266 sentences), 28 of 14lap, 42 of 15res, 30 of 16res, so a "
-                   "small training set gets as many updates as 14res (Results/budget_updates.md)")
+                   "small training set gets as many updates (at one batch size) as 14res (Results/budget_updates.md)")
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--lr", type=float, default=1e-4, help="learning rate of the pretrained encoder (default chosen "
                    "on 14res dev: git show 3af96c8:Results/learning_rates.md)")
@@ -317,6 +317,8 @@ def read_saved_args(path: str) -> dict:
         fail(f"--config {path}: {err.strerror}")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         fail(f"--config {path}: not readable JSON ({err})")
+    if isinstance(saved, dict) and saved.get("epochs_from_budget"):
+        saved["args"].pop("epochs", None)  # derived from --sentence_budget: derived again (data may differ)
     saved = saved.get("args", saved) if isinstance(saved, dict) else None
     if not isinstance(saved, dict):
         fail(f"--config {path}: expected a config.json written by train.py (an 'args' object)")

@@ -104,13 +104,25 @@ def load_data(args, tokenizer, max_length: int, device, dist):
     return loaders, files, report
 
 
-def set_epochs(args, train_sentences: int) -> None:
-    """--epochs, when not given, from --sentence_budget: config.json records the number, which --resume
-    and --config compare."""
-    if args.epochs is None:
-        args.epochs = epochs_for(args.sentence_budget, train_sentences)
-        log.info("%d epochs: --sentence_budget %d over %d training sentences", args.epochs, args.sentence_budget,
-                 train_sentences)
+def set_epochs(args, run: RunFolder, train_sentences: int | None, saved: dict | None = None) -> bool:
+    """--epochs, when not given: --sentence_budget over the training sentences, or, resuming a run made
+    before --sentence_budget existed, the number it was made with. config.json records the number, which
+    --resume compares. True when it came from the budget (--config then derives it again)."""
+    if args.epochs is not None:
+        return False
+    if saved is None and args.resume and run.has_state():
+        saved = run.read_config()
+    if saved is not None and "sentence_budget" not in saved["args"]:
+        args.epochs = saved["args"]["epochs"]
+        log.info("%d epochs, as the run in %s was made before --sentence_budget", args.epochs, run.path)
+        return False
+    args.epochs = epochs_for(args.sentence_budget, train_sentences)
+    log.info("%d epochs: --sentence_budget %d over %d training sentences", args.epochs, args.sentence_budget,
+             train_sentences)
+    if args.epochs > 50:
+        log.warning("%d epochs from only %d training sentences: give --epochs to choose another number",
+                    args.epochs, train_sentences)
+    return True
 
 
 def file_identity(path: str) -> dict:
@@ -166,7 +178,9 @@ def check_resume_flags(run: RunFolder, saved: dict, args) -> None:
 def already_finished(run: RunFolder, args, dist) -> dict | None:
     finished = run.finished_summary()
     if finished is not None:
-        check_resume_flags(run, run.read_config(), args)
+        saved = run.read_config()
+        set_epochs(args, run, saved.get("data", {}).get("train", {}).get("sentences"), saved)
+        check_resume_flags(run, saved, args)
         if dist.is_main:
             run.remove_state()  # left behind if the run was killed between its final config write and this removal
         log.info("%s already finished: %s", run.path, json.dumps(finished))
@@ -233,13 +247,14 @@ def finish(trainer: Trainer, run: RunFolder, config: dict, stopped: str) -> dict
 
 
 def run_config(args, run: RunFolder, model: D2E2S, enc_config, files: dict, report: ReadReport,
-               updates_per_epoch: int, device) -> dict:
+               updates_per_epoch: int, device, epochs_from_budget: bool) -> dict:
     """config.json: every flag, the model, encoder, data files (with size and sha256) and environment."""
     return {"args": vars(args), "run_dir": run.path, "model": model.cfg.to_dict(),
             "encoder": {"name": args.pretrained_deberta_name, "type": enc_config.model_type,
                         "hidden_size": enc_config.hidden_size, "layers": enc_config.num_hidden_layers},
             "modules": {"fusion": model.fusion.__class__.__name__, "semantic_gcn": model.sem_gcn.__class__.__name__},
             "parameters": model.parameter_counts(), "data": files, "updates_per_epoch": updates_per_epoch,
+            "epochs_from_budget": epochs_from_budget,
             "data_report": report.to_dict(), "environment": environment_record(device, args.spacy_model),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -259,21 +274,21 @@ def main(argv=None) -> dict | int | None:
     check_against_encoder(args, enc_config.hidden_size)
 
     run = open_run_folder(args, dist, early_log)                               # run folder
+    if args.resume and (finished := already_finished(run, args, dist)) is not None:
+        return finished
+    dist.barrier()
     seed_everything(args.seed)
 
     tokenizer = load_tokenizer(args.pretrained_deberta_name)                   # data
     loaders, files, report = load_data(args, tokenizer, encoder_max_length(tokenizer, enc_config), device, dist)
-    set_epochs(args, files["train"]["sentences"])
-    if args.resume and (finished := already_finished(run, args, dist)) is not None:
-        return finished
-    dist.barrier()
+    from_budget = set_epochs(args, run, files["train"]["sentences"])
 
     model, train_model = build_model(args, enc_config, device, dist)          # model
 
     updates_per_epoch = -(-len(loaders["train"]) // args.grad_accum_steps)     # optimizer
     writer = tensorboard_writer(run) if args.tensorboard and dist.is_main else None
     trainer = Trainer(model, train_model, args, device, autocast_dtype, updates_per_epoch, dist, writer)
-    config = run_config(args, run, model, enc_config, files, report, updates_per_epoch, device)
+    config = run_config(args, run, model, enc_config, files, report, updates_per_epoch, device, from_budget)
     resume_or_start(trainer, run, args, dist, config)
     if dist.is_main:
         run.write_config(config)

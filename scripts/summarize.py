@@ -37,17 +37,17 @@ def load_run(run_dir: str) -> dict | None:
     return {"dir": run_dir, "cfg": cfg, "history": history}
 
 
-def decoding_flag(decoding: str) -> tuple[str, object]:
-    """A --decoding value: an --overlap_filter option, or sen_filter_threshold=T."""
-    if decoding.startswith("sen_filter_threshold="):
-        return "sen_filter_threshold", float(decoding.split("=", 1)[1])
-    return "overlap_filter", decoding
+def decoding(text: str) -> str:
+    """A --decoding value: an --overlap_filter option, or sen_filter_threshold=T (T written as runs record it)."""
+    flag, _, value = text.rpartition("=")
+    return f"{flag}={float(value):g}" if flag == "sen_filter_threshold" else text
 
 
 def as_decoding(run: dict, decoding: str) -> dict | None:
-    """The run as if it had decoded this way (training does not depend on it): each epoch's metrics under
-    it from metrics.jsonl's "decodings", the best epoch chosen again on dev. None if the run lacks them."""
-    args, (flag, value) = run["cfg"]["args"], decoding_flag(decoding)
+    """The run as if decoded this way: each epoch's metrics under it (metrics.jsonl's "decodings"), the epoch chosen
+    again on dev among those it ran (--patience, judged under its own decoding, may have ended it). Else None."""
+    args, (flag, _, value) = run["cfg"]["args"], decoding.rpartition("=")
+    flag, value = (flag, float(value)) if flag == "sen_filter_threshold" else ("overlap_filter", decoding)
     if saved_flag(args, flag, option_defaults()[flag]) == value:
         return run | {"decoding": decoding}
     if not all(decoding in r.get("decodings", {}) for r in run["history"]):
@@ -162,15 +162,14 @@ def summarize(runs: list[dict], pool_commits: bool = False) -> tuple[str, dict]:
 def pooled_by_decoding(groups: dict, decodings: list[str]) -> str:
     """Each decoding's dev and test triplet F1 averaged over the configurations, and in how many it is best on dev."""
     means: dict[tuple, dict[str, tuple[float, float]]] = {}  # configuration -> decoding -> (dev F1, test F1)
-    flags = {decoding_flag(d)[0] for d in decodings}
+    flags = {d.rpartition("=")[0] or "overlap_filter" for d in decodings}
     for (key, commit), rs in groups.items():
         config = (tuple(kv for kv in key if kv[0] not in flags), commit)
         means.setdefault(config, {})[rs[0]["decoding"]] = tuple(
             statistics.mean(r["cfg"]["summary"][f"{split}_triplet_f1"] for r in rs) for split in ("dev", "test"))
     full = [m for m in means.values() if set(m) == set(decodings)]  # configurations seen with every decoding
     lines = [f"Pooled over the {len(full)} configurations above (mean of the configuration means):", "",
-             "| decoding | dev triplet F1 | test triplet F1 | configurations where best on dev |",
-             "|---|---|---|---|"]
+             "| decoding | dev triplet F1 | test triplet F1 | best on dev in |", "|---|---|---|---|"]
     for d in decodings:
         wins = sum(max(decodings, key=lambda o: m[o][0]) == d for m in full)
         lines.append(f"| {d} | {statistics.mean(m[d][0] for m in full):.2f} | "
@@ -214,7 +213,7 @@ def main(argv=None) -> int:
     ap.add_argument("--title", default="Summary of runs")
     ap.add_argument("--pool_commits", action="store_true",
                     help="group runs with the same flags made at commits that compute the same thing")
-    ap.add_argument("--decoding", nargs="+", default=None, metavar="DECODING",
+    ap.add_argument("--decoding", nargs="+", default=None, metavar="DECODING", type=decoding,
                     help="choose each run's best epoch as if decoded this way: an --overlap_filter option, or "
                          "sen_filter_threshold=T; with several, a row per decoding and a table comparing them")
     ap.add_argument("--upto", type=int, default=None, metavar="EPOCHS",
@@ -226,6 +225,8 @@ def main(argv=None) -> int:
     runs = [r for r in runs if "summary" in r["cfg"]] if args.upto is None else \
         [r for r in (upto(r, args.upto) for r in runs) if r is not None]
     skipped = len(dirs) - len(runs)
+    if len({d.rpartition("=")[0] for d in args.decoding or []}) > 1:  # its pooled table compares one flag
+        ap.error("--decoding: give --overlap_filter options or thresholds, not both")
     if args.decoding:  # each run once per decoding
         decoded = [(r, d, as_decoding(r, d)) for d in args.decoding for r in runs]
         for r, d, new in decoded:

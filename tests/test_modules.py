@@ -186,7 +186,8 @@ def test_fusion_lr_gives_the_fusion_module_its_own_rate(tiny_bert_dir, fusion_lr
     from aste.trainer import build_optimizer
     from Parameter import parse_args
     model, _ = tiny_model(tiny_bert_dir, fusion="cross_attention", cross_attention_heads=2)
-    argv = ["--lr", "1e-5", "--task_lr", "3e-4"] + ([] if fusion_lr is None else ["--fusion_lr", str(fusion_lr)])
+    argv = ["--lr", "1e-5", "--task_lr", "3e-4", "--epochs", "20"] + ([] if fusion_lr is None else
+                                                                       ["--fusion_lr", str(fusion_lr)])
     optimizer, _ = build_optimizer(model, parse_args(argv), updates_per_epoch=10)
     lr_of = {id(p): g["initial_lr"] for g in optimizer.param_groups for p in g["params"]}
     for name, p in model.named_parameters():

@@ -53,9 +53,18 @@ def test_committed_runs_keep_their_fusion_options():
 def test_a_committed_tin_run_resumes_without_flags_for_fusion_options_it_never_had():
     from aste.runs import resume_conflicts
     from Parameter import build_parser
-    saved = json.load(open(os.path.join(ROOT, "Results", "14res", "spans-tin-seed42", "config.json")))["args"]
+    from aste.runs import RunFolder
+    from train import set_epochs
+    folder = RunFolder(os.path.join(ROOT, "Results", "14res", "spans-tin-seed42"))
+    config = folder.read_config()
+    saved = config["args"]
     argv = ["--dataset", "14res", "--pretrained_deberta_name", "all-MiniLM-L6-v2", "--resume", "--threads", "1"]
     defaults = vars(build_parser().parse_args([]))
+
+    def resumed(argv):  # the number of epochs as train.py sets it: the run predates --sentence_budget
+        args = parse_args(argv)
+        assert not set_epochs(args, folder, None, config) and args.epochs == saved["epochs"] == 20
+        return args
     # it ran before --patience existed, i.e. without early stopping: that is the one flag to give
-    assert resume_conflicts(saved, parse_args(argv), defaults) == ["--patience was 0, now 10"]
-    assert resume_conflicts(saved, parse_args(argv + ["--patience", "0"]), defaults) == []
+    assert resume_conflicts(saved, resumed(argv), defaults) == ["--patience was 0, now 10"]
+    assert resume_conflicts(saved, resumed(argv + ["--patience", "0"]), defaults) == []

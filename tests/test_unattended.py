@@ -59,6 +59,20 @@ def test_epochs_default_to_the_sentence_budget_and_a_finished_run_resumes_as_fin
     assert "already finished" in run(cmd + ["--resume"]).stdout
     res = start(cmd + ["--resume", "--epochs", "3"])
     assert res.returncode != 0 and "--epochs was 2, now 3" in res.stderr
+    # --config derives the number again from its budget (here another one), rather than copying 2
+    assert config["epochs_from_budget"] is True
+    run([sys.executable, "train.py", "--config", os.path.join(run_dir, "config.json"), "--run_name", "c",
+         "--sentence_budget", str(3 * n_train)])
+    assert json.load(open(os.path.join(tmp_path, "toy", "c", "config.json")))["args"]["epochs"] == 3
+    # a run made before --sentence_budget existed resumes with its own number of epochs, no flag needed
+    res = start(cmd[:-2] + ["--run_name", "old", "--epochs", "3", "--time_budget", "1e-9"])
+    assert res.returncode == 75, res.stderr[-2000:]
+    old = os.path.join(tmp_path, "toy", "old", "config.json")
+    saved = json.load(open(old))
+    del saved["args"]["sentence_budget"]
+    json.dump(saved, open(old, "w"))
+    res = run(cmd[:-2] + ["--run_name", "old", "--resume"])
+    assert "3 epochs, as the run in" in res.stdout and len(metrics(os.path.dirname(old))) == 3
 
 
 def test_patience_stops_when_dev_stops_improving(tiny_bert_dir, toy_files, tmp_path):
