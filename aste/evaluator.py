@@ -18,7 +18,7 @@ import torch
 from models.labels import ASPECT, OPINION, ENTITY_TYPES, SENTIMENTS
 
 KINDS = ("aspect", "opinion", "entity", "pair", "triplet")
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)  # recorded each epoch above --sen_filter_threshold (metrics_above)
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # scored each epoch above --sen_filter_threshold (metrics_above)
 
 
 def prf(n_pred: int, n_gold: int, n_correct: int) -> dict:
