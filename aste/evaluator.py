@@ -18,7 +18,9 @@ import torch
 from models.labels import ASPECT, OPINION, ENTITY_TYPES, SENTIMENTS
 
 KINDS = ("aspect", "opinion", "entity", "pair", "triplet")
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # scored each epoch above --sen_filter_threshold (metrics_above)
+# --sen_filter_threshold values each epoch is also scored under (metrics_at), below and above the run's own:
+# a later study picks its epochs again under any of them (summarize.py --decoding)
+THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 def prf(n_pred: int, n_gold: int, n_correct: int) -> dict:
@@ -52,10 +54,12 @@ def score(gold: dict[str, set], pred: dict[str, set]) -> dict:
 
 
 class Evaluator:
-    """Collects batched predictions for one dataset split and scores them against its gold."""
+    """Collects batched predictions for one dataset split and scores them against its gold. With a
+    `threshold`, the predictions may be decoded at a lower --sen_filter_threshold: metrics() and
+    prediction_records() keep only the triplets scoring above `threshold`, metrics_at() scores others."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, threshold: float | None = None):
+        self.dataset, self.threshold = dataset, threshold
         self.gold = {k: set() for k in KINDS}
         for sid, enc in enumerate(dataset.encoded):
             for k, v in items_from_triplets(sid, map(tuple, enc.gold_triplets.tolist())).items():
@@ -80,29 +84,40 @@ class Evaluator:
         self.capped_sentences += out["capped_sentences"]
 
     def metrics(self) -> dict:
-        return score(self.gold, self.pred)
+        if self.threshold is None:
+            return score(self.gold, self.pred)
+        return score(self.gold, self.pred | self._triplets_above(self.threshold))
 
-    def metrics_above(self, threshold: float) -> dict:
+    def metrics_at(self, threshold: float) -> dict:
         """Pair and triplet scores as if decoded with --sen_filter_threshold `threshold` (at or above the
-        one used): exactly the triplets scoring above it. An overlap filter drops a triplet only for a
-        better-scoring one, which stays above too, so no other triplet changes."""
-        cut = torch.tensor(threshold, dtype=torch.float32).item()  # predict() compares in float32
-        kept = {(sid, *t[:5]) for sid, d in self.per_sentence.items() for t in d["triplets"] if t[5] > cut}
-        m = score(self.gold, self.pred | {"triplet": kept, "pair": {t[:5] for t in kept}})
+        one decoded with): exactly the triplets scoring above it. An overlap filter drops a triplet only
+        for a better-scoring one, which stays above too, so no other triplet changes."""
+        m = score(self.gold, self.pred | self._triplets_above(threshold))
         return {k: m[k] for k in ("pair", "triplet", "triplet_by_sentiment")}
+
+    def _triplets_above(self, threshold: float) -> dict[str, set]:
+        cut = _float32(threshold)  # predict() compares in float32
+        kept = {(sid, *t[:5]) for sid, d in self.per_sentence.items() for t in d["triplets"] if t[5] > cut}
+        return {"triplet": kept, "pair": {t[:5] for t in kept}}
 
     def prediction_records(self) -> list[dict]:
         """One JSON-ready record per sentence: tokens, gold and predicted triplets as text and indices."""
         records = []
         for sid, (sentence, enc) in enumerate(zip(self.dataset.sentences, self.dataset.encoded)):
             toks = sentence.tokens
-            pred = sorted(self.per_sentence[sid]["triplets"], key=lambda t: -t[5]) if sid in self.per_sentence else []
+            cut = -1.0 if self.threshold is None else _float32(self.threshold)
+            pred = sorted((t for t in self.per_sentence[sid]["triplets"] if t[5] > cut), key=lambda t: -t[5]) \
+                if sid in self.per_sentence else []
             records.append({
                 "sentence": sid, "where": sentence.where, "tokens": toks,
                 "gold": [triplet_record(toks, *t) for t in enc.gold_triplets.tolist()],
                 "predicted": [triplet_record(toks, *t[:5], score=t[5]) for t in pred],
             })
         return records
+
+
+def _float32(x: float) -> float:
+    return torch.tensor(x, dtype=torch.float32).item()
 
 
 def triplet_record(tokens: list[str], a0: int, a1: int, o0: int, o1: int, senti: int, score: float | None = None) -> dict:

@@ -93,12 +93,13 @@ class TrainState:
 def evaluate(model: D2E2S, loader: DataLoader, threshold: float, max_pairs: int, device: torch.device,
              autocast_dtype=None, desc: str = "eval", overlap: str = "spans") -> Evaluator:
     model.eval()
-    evaluator = Evaluator(loader.dataset)
+    evaluator = Evaluator(loader.dataset, threshold)
+    lowest = min(threshold, *THRESHOLDS)  # decoded once at the lowest, scored at each (Evaluator.metrics_at)
     for batch in tqdm(loader, desc=desc, leave=False, disable=not sys.stderr.isatty()):
         batch = to_device(batch, device)
         with out_of_memory_message(batch, f"{desc} evaluation"), \
                 torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            evaluator.add(batch["index"], model.predict(batch, threshold, max_pairs, overlap))
+            evaluator.add(batch["index"], model.predict(batch, lowest, max_pairs, overlap))
     if evaluator.capped_sentences:
         log.warning("%s: --max_pairs %d capped the candidate pairs of %d sentence(s)", desc, max_pairs,
                     evaluator.capped_sentences)
@@ -255,9 +256,9 @@ class Trainer:
         dev, test = dev_eval.metrics(), test_eval.metrics()
         record = {"epoch": epoch, **train_stats, "lr": self.scheduler.get_last_lr()[0], "dev": dev, "test": test,
                   "dev_seconds": dev_seconds, "test_seconds": test_seconds, "peak_rss_mb": peak_rss_mb(),
-                  "decodings": {f"sen_filter_threshold={t:g}": {"dev": dev_eval.metrics_above(t),
-                                                                "test": test_eval.metrics_above(t)}
-                                for t in THRESHOLDS if t > args.sen_filter_threshold}}
+                  "decodings": {f"sen_filter_threshold={t:g}": {"dev": dev_eval.metrics_at(t),
+                                                                "test": test_eval.metrics_at(t)}
+                                for t in THRESHOLDS if t != args.sen_filter_threshold}}
         if self.device.type == "cuda":
             record["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         if self.model.loss_weights is not None:

@@ -75,7 +75,7 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
          "--device", "cpu"])
     ev = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
     assert ev["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
-    # each epoch also records pair and triplet scores at the thresholds above the run's (a dev-chosen
+    # each epoch also records pair and triplet scores at the grid's other thresholds (a dev-chosen
     # threshold needs no checkpoint); eval-only with another --overlap_filter re-scores the run under it
     grid = {f"sen_filter_threshold={t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)}
     assert all(set(r["decodings"]) == grid for r in lines)

@@ -128,3 +128,32 @@ def test_oom_message_names_shape_and_remedies():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     msg = str(err.value)
     assert "16 sentences x 87 subwords" in msg and "--amp fp16" in msg and "--grad_checkpointing" in msg
+
+
+@pytest.mark.parametrize("overlap", ["spans", "triplets"])
+def test_evaluation_decoded_once_scores_every_threshold_as_if_decoded_at_it(tiny_bert_dir, overlap):
+    """Training decodes once at the lowest of THRESHOLDS and the run's own threshold, then scores each
+    (metrics.jsonl's "decodings"): every score and prediction record is the one a decode at that
+    threshold gives, below the run's own threshold as above it."""
+    from torch.utils.data import DataLoader
+    from aste.sampling import collate
+    from aste.trainer import evaluate as evaluate_split
+    torch.manual_seed(0)
+    model, tok = tiny_model(tiny_bert_dir, drop_out_rate=0.0)
+    fit(model, tok, toy_sentences(), steps=60)
+    with torch.no_grad():  # softer pair scores: some between the thresholds, not all near 0 or 1
+        for p in model.pair_head.parameters():
+            p.mul_(0.4)
+    batch, ds = batch_of(toy_sentences(), tok, train=False)
+    loader = DataLoader(ds, batch_size=3, collate_fn=lambda b: collate(b, pad_id=ds.pad_id))
+    scores = model.predict(batch, 0.0, 1000, overlap)["triplet_scores"]
+    assert ((scores > 0.4) & (scores <= 0.8)).any() and (scores > 0.8).any(), scores
+    for own in (0.4, 0.8):
+        ev = evaluate_split(model, loader, own, 1000, torch.device("cpu"), overlap=overlap)
+        for t in (0.4, 0.6, 0.8, 0.95):
+            direct = Evaluator(ds)
+            direct.add(batch["index"], model.predict(batch, t, 1000, overlap))
+            m = direct.metrics()
+            assert ev.metrics_at(t) == {k: m[k] for k in ("pair", "triplet", "triplet_by_sentiment")}, (own, t)
+            if t == own:
+                assert ev.metrics() == m and ev.prediction_records() == direct.prediction_records()

@@ -135,7 +135,7 @@ def test_overlap_losers_by_hand():
 
 def test_triplet_overlap_losers_above_a_threshold_do_not_depend_on_the_triplets_below_it():
     """Why a higher --sen_filter_threshold can be scored from the triplets kept at a lower one
-    (Evaluator.metrics_above): filtering first and last gives the same survivors."""
+    (Evaluator.metrics_at): filtering first and last gives the same survivors."""
     from models.decoding import triplet_overlap_losers
     g = torch.Generator().manual_seed(0)
     start = torch.randint(0, 12, (40,), generator=g)
