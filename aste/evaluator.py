@@ -103,9 +103,9 @@ class Evaluator:
     def prediction_records(self) -> list[dict]:
         """One JSON-ready record per sentence: tokens, gold and predicted triplets as text and indices."""
         records = []
+        cut = -1.0 if self.threshold is None else _float32(self.threshold)
         for sid, (sentence, enc) in enumerate(zip(self.dataset.sentences, self.dataset.encoded)):
             toks = sentence.tokens
-            cut = -1.0 if self.threshold is None else _float32(self.threshold)
             pred = sorted((t for t in self.per_sentence[sid]["triplets"] if t[5] > cut), key=lambda t: -t[5]) \
                 if sid in self.per_sentence else []
             records.append({
