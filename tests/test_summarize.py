@@ -1,4 +1,6 @@
 """scripts/summarize.py on hand-made run records: grouping by flags and commit, and the columns."""
+import os
+
 from scripts.summarize import summarize
 from Parameter import parse_args
 
@@ -53,6 +55,7 @@ def test_a_higher_threshold_replaces_pair_and_triplet_scores_only():
     def metrics(f1, kinds=("triplet", "pair", "entity")):
         return {k: {"p": f1, "r": f1, "f1": f1} for k in kinds}
     run = fake_run(42, "aaaaa", 0.0, 0.0, 0.0)
+    run["cfg"]["args"]["sen_filter_threshold"] = 0.4  # made at 0.4, whatever today's default
     at = {0.4: [(50.0, 60.0), (55.0, 62.0)], 0.7: [(57.0, 59.0), (54.0, 66.0)]}  # (dev, test) per epoch
     run["history"] = [{"epoch": e + 1, "dev": metrics(at[0.4][e][0]), "test": metrics(at[0.4][e][1]),
                        "decodings": {"sen_filter_threshold=0.7": {s: metrics(at[0.7][e][i], ("triplet", "pair"))
@@ -124,6 +127,32 @@ def test_replay_patience_reads_finished_runs_only(tmp_path):
     text = (tmp_path / "patience.md").read_text()
     assert text.startswith("# --patience replayed on 1 finished runs") and "running" not in text
     assert "| 1 | 0 | 3 | 100% |" in text        # patience 1 stops 'done' at epoch 3, after its best (2)
+
+
+def test_replay_patience_under_a_decoding_uses_its_records_and_names_runs_without_them(tmp_path):
+    import json
+    from scripts.replay_patience import main
+
+    def record(epoch, own, at_09=None):
+        m = {"triplet": {"f1": own}, "entity": {"f1": 80.0}}
+        r = {"epoch": epoch, "dev": m, "test": m}
+        return r | ({"decodings": {"sen_filter_threshold=0.9": {"dev": {"triplet": {"f1": at_09}},
+                                                                "test": {"triplet": {"f1": at_09}}}}}
+                    if at_09 is not None else {})
+    curves = {"recorded": [(50.0, 52.0), (60.0, 51.0), (55.0, 61.0)], "unrecorded": [(50.0, None), (60.0, None)]}
+    for name, curve in curves.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"args": {"sen_filter_threshold": 0.4}, "summary": {}}))
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(record(e, *c)) + "\n"
+                                                               for e, c in enumerate(curve, start=1)))
+    main([str(tmp_path / "*"), "--patience", "1", "--decoding", "sen_filter_threshold=0.9",
+          "--out", str(tmp_path / "patience.md")])
+    text = (tmp_path / "patience.md").read_text()
+    assert text.startswith("# --patience replayed on 1 finished runs under sen_filter_threshold=0.9")
+    # under its own threshold patience 1 would stop 'recorded' at epoch 3, after its best (2); under 0.9
+    # its best is epoch 3 and patience 1 stops it at 2, before it
+    assert f"| 1 | 1 ({os.path.relpath(tmp_path / 'recorded')}) | 2 | 67% |" in text
+    assert f"Left out, with no per-epoch sen_filter_threshold=0.9 records: {os.path.relpath(tmp_path / 'unrecorded')}." in text
 
 
 def test_gzipped_metrics_read_like_plain_ones(tmp_path):
