@@ -77,7 +77,9 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
     assert ev["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
     # each epoch also records pair and triplet scores at the grid's other thresholds (a dev-chosen
     # threshold needs no checkpoint); eval-only with another --overlap_filter re-scores the run under it
-    grid = {f"sen_filter_threshold={t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)}
+    own_threshold = cfg["args"]["sen_filter_threshold"]
+    assert own_threshold == parse_args([]).sen_filter_threshold
+    grid = {f"sen_filter_threshold={t:g}" for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95) if t != own_threshold}
     assert all(set(r["decodings"]) == grid for r in lines)
     run([sys.executable, "train.py", "--eval_only", "--checkpoint", run_dir, "--test_file", toy_files["test"],
          "--device", "cpu", "--overlap_filter", "triplets"])
@@ -92,7 +94,7 @@ def test_train_outputs_eval_only_predict_and_reload(tiny_bert_dir, toy_files, tm
     recorded = lines[best - 1]["decodings"]["sen_filter_threshold=0.7"]["test"]
     assert {k: ev["metrics"][k] for k in recorded} == recorded
     own = json.load(open(os.path.join(run_dir, "eval_test_metrics.json")))
-    assert own["decoding"]["sen_filter_threshold"] == 0.4 and own["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
+    assert own["decoding"]["sen_filter_threshold"] == own_threshold and own["metrics"]["triplet"] == lines[best - 1]["test"]["triplet"]
 
     # predict on sentences that appear in no dataset, twice in fresh processes: identical output
     new = tmp_path / "new.txt"

@@ -65,6 +65,9 @@ def test_a_committed_tin_run_resumes_without_flags_for_fusion_options_it_never_h
         args = parse_args(argv)
         assert not set_epochs(args, folder, None, config) and args.epochs == saved["epochs"] == 20
         return args
-    # it ran before --patience existed, i.e. without early stopping: that is the one flag to give
-    assert resume_conflicts(saved, resumed(argv), defaults) == ["--patience was 0, now 10"]
-    assert resume_conflicts(saved, resumed(argv + ["--patience", "0"]), defaults) == []
+    # it ran before --patience existed, i.e. without early stopping, and at the threshold of its day
+    # (CHANGELOG): those are the flags to give
+    assert sorted(resume_conflicts(saved, resumed(argv), defaults)) == [
+        "--patience was 0, now 10", "--sen_filter_threshold was 0.4, now 0.9"]
+    old_defaults = ["--patience", "0", "--sen_filter_threshold", "0.4"]
+    assert resume_conflicts(saved, resumed(argv + old_defaults), defaults) == []
