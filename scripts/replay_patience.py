@@ -23,26 +23,22 @@ def stop_epoch(dev_f1: list[float], patience: int) -> int:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run folders (glob patterns)")
     ap.add_argument("--patience", nargs="+", type=int, default=[3, 5, 8, 10, 12, 15])
-    ap.add_argument("--decoding", type=decoding, default=None, help="replay the dev curves under this decoding "
-                    "(as summarize.py's --decoding, from each run's per-epoch records; runs without them are named "
-                    "and left out); default: each run's own")
+    ap.add_argument("--decoding", type=decoding, default=None, help="replay the dev curves under this decoding, as "
+                    "summarize.py --decoding (runs without its per-epoch records are named and left out)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    finished = [run for pattern in args.runs for run in filter(None, map(load_run, sorted(glob.glob(pattern))))
-                if "summary" in run["cfg"]]  # a running run's curve is not whole yet
     decoded = {os.path.normpath(run["dir"]): as_decoding(run, args.decoding) if args.decoding else run
-               for run in finished}
+               for pattern in args.runs for run in filter(None, map(load_run, sorted(glob.glob(pattern))))
+               if "summary" in run["cfg"]}  # finished: a running run's curve is not whole yet
     curves = {d: [r["dev"]["triplet"]["f1"] for r in run["history"]] for d, run in decoded.items() if run}
     without = [os.path.relpath(d) for d, run in decoded.items() if not run]
     best = {run: max(range(len(f1)), key=lambda i: (f1[i], -i)) + 1 for run, f1 in curves.items()}
-    under = f" under {args.decoding}" if args.decoding else ""
-    lines = [f"# --patience replayed on {len(curves)} finished runs{under}\n",
-             f"`python scripts/replay_patience.py {' '.join(map(shlex.quote, args.runs))} --patience "
-             f"{' '.join(map(str, args.patience))}{' --decoding ' + args.decoding if args.decoding else ''} "
-             f"--out {args.out}`\n",
+    lines = [f"# --patience replayed on {len(curves)} finished runs{' under ' + args.decoding if args.decoding else ''}\n",
+             f"`python scripts/replay_patience.py {shlex.join(argv)}`\n",
              "A run stops once its dev triplet F1 has not improved for N epochs. A patience is safe when no run "
              "stops before its best dev epoch.\n",
              "| patience | runs stopped before their best epoch | epochs run | of all epochs |", "|---|---|---|---|"]
